@@ -1,0 +1,65 @@
+// One error type for the whole project: a stable code, a message a user can act on, and a cause.
+// Entry points (CLI, SSH, HTTP) translate codes into their own status through one table here.
+
+export type ErrorCode =
+  | 'USAGE'
+  | 'SANDBOX_SETUP_FAILED'
+  | 'SANDBOX_UNSUPPORTED'
+  | 'CGROUP_UNAVAILABLE'
+  | 'SECCOMP_UNAVAILABLE'
+  | 'NETWORK_SETUP_FAILED'
+  | 'COMMAND_NOT_FOUND'
+  | 'COMMAND_NOT_EXECUTABLE'
+  | 'PRIVILEGE_REQUIRED'
+  | 'CONFIG_INVALID'
+  | 'STATE_INVALID'
+  | 'INTERNAL';
+
+interface StatusRow {
+  /** Exit status of the `ebp` command. */
+  readonly exit: number;
+  /** HTTP status for the local web API. */
+  readonly http: number;
+}
+
+/** Code → status on every transport. 125/126/127 follow POSIX shells and container runtimes. */
+export const STATUS: Readonly<Record<ErrorCode, StatusRow>> = {
+  USAGE: { exit: 2, http: 400 },
+  SANDBOX_SETUP_FAILED: { exit: 125, http: 500 },
+  SANDBOX_UNSUPPORTED: { exit: 125, http: 501 },
+  CGROUP_UNAVAILABLE: { exit: 125, http: 500 },
+  SECCOMP_UNAVAILABLE: { exit: 125, http: 500 },
+  NETWORK_SETUP_FAILED: { exit: 125, http: 500 },
+  COMMAND_NOT_FOUND: { exit: 127, http: 404 },
+  COMMAND_NOT_EXECUTABLE: { exit: 126, http: 400 },
+  PRIVILEGE_REQUIRED: { exit: 125, http: 403 },
+  CONFIG_INVALID: { exit: 78, http: 500 },
+  STATE_INVALID: { exit: 125, http: 500 },
+  INTERNAL: { exit: 125, http: 500 },
+};
+
+export class EbpError extends Error {
+  override readonly name = 'EbpError';
+  readonly code: ErrorCode;
+  /** What the user can do about it, printed after the message. */
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; hint?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.hint = options.hint;
+  }
+
+  get exitStatus(): number {
+    return STATUS[this.code].exit;
+  }
+}
+
+/** Node's system errors carry `code`; this narrows an unknown catch value to one. */
+export function isErrnoException(error: unknown): error is NodeJS.ErrnoException {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === 'string';
+}
+
+export function errnoCode(error: unknown): string | undefined {
+  return isErrnoException(error) ? error.code : undefined;
+}
