@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+// `npm start` / `npm test` / `npm run bench` on a fresh Debian 12 machine: installs the system
+// packages (apt when root; otherwise prints the exact sudo line and stops), the npm packages,
+// builds, prepares the host (root), then runs the daemon, the test suite or the benchmarks.
+// Only Node's built-ins here: nothing else is installed yet when this runs.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const mode = process.argv[2] ?? 'start';
+const isRoot = process.getuid?.() === 0;
+
+/** Debian packages, each with the reason it is needed. */
+const PACKAGES = {
+  start: {
+    bubblewrap: 'the sandbox engine',
+    slirp4netns: 'NAT network for sandboxes that ask for it',
+    libseccomp2: 'builds the sandbox seccomp filter',
+    'util-linux': 'setsid and prlimit used around the sandbox',
+    passwd: 'useradd for the sandbox system user',
+    fontconfig: 'font lookup for applications',
+    'fonts-dejavu-core': 'a base font for applications',
+  },
+  test: {
+    python3: 'attack and posture tests run real syscalls through ctypes',
+    perl: 'checks that real programs work inside',
+    procps: 'process checks in leak tests',
+    iproute2: 'test hosts in network namespaces',
+    locales: 'locale checks inside the sandbox',
+  },
+  bench: {
+    hyperfine: 'times whole commands against the anchors',
+    firejail: 'anchor: firejail --noprofile',
+    lxc: 'anchor: lxc-execute',
+  },
+};
+
+function log(message) {
+  process.stderr.write(`[${mode}] ${message}\n`);
+}
+
+function run(command, args, options = {}) {
+  const result = spawnSync(command, args, { stdio: 'inherit', cwd: root, ...options });
+  if (result.error !== undefined) {
+    log(`cannot run ${command}: ${result.error.message}`);
+    process.exit(1);
+  }
+  return result.status ?? 1;
+}
+
+function mustRun(command, args, options) {
+  const status = run(command, args, options);
+  if (status !== 0) {
+    log(`${command} ${args.join(' ')} failed with status ${status}`);
+    process.exit(status);
+  }
+}
+
+function missingPackages(names) {
+  const result = spawnSync('dpkg-query', ['-W', '-f=${Package} ${db:Status-Status}\\n', ...names], { encoding: 'utf8' });
+  const installed = new Set(
+    (result.stdout ?? '').split('\n').filter((line) => line.endsWith(' installed')).map((line) => line.split(' ')[0]),
+  );
+  return names.filter((name) => !installed.has(name));
+}
+
+function ensurePackages() {
+  const wanted = { ...PACKAGES.start, ...(mode === 'start' ? {} : PACKAGES.test), ...(mode === 'bench' ? PACKAGES.bench : {}) };
+  if (spawnSync('dpkg-query', ['--version']).status !== 0) {
+    log('dpkg-query not found: not a Debian system; install the equivalents of: ' + Object.keys(wanted).join(' '));
+    return;
+  }
+  const missing = missingPackages(Object.keys(wanted));
+  if (missing.length === 0) return;
+  const line = `apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (!isRoot) {
+    log('missing system packages:');
+    for (const name of missing) log(`  ${name}: ${wanted[name]}`);
+    log(`install them, then run this again:\n\n  sudo apt-get update && sudo ${line}\n`);
+    process.exit(1);
+  }
+  log(`installing system packages: ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  mustRun('apt-get', ['update', '-q'], { env });
+  mustRun('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
+}
+
+function newer(file, than) {
+  return !existsSync(than) || statSync(file).mtimeMs > statSync(than).mtimeMs;
+}
+
+function ensureNodeModules() {
+  const stamp = join(root, 'node_modules', '.ebp-installed');
+  const lock = join(root, 'package-lock.json');
+  if (existsSync(stamp) && !newer(lock, stamp) && !newer(join(root, 'package.json'), stamp)) return;
+  log('installing npm packages (npm ci)');
+  mustRun('npm', ['ci', '--no-audit', '--no-fund']);
+  writeFileSync(stamp, `${new Date().toISOString()}\n`);
+}
+
+function build() {
+  log('building (tsc)');
+  mustRun(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+}
+
+function ebp(args) {
+  return run(process.execPath, [join(root, 'bin', 'ebp'), ...args]);
+}
+
+const { engines } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 19)) {
+  log(`Node.js ${process.versions.node} is too old; this project needs ${engines.node}`);
+  process.exit(1);
+}
+
+ensurePackages();
+ensureNodeModules();
+build();
+if (isRoot) mustRun(process.execPath, [join(root, 'bin', 'ebp'), 'setup']);
+
+switch (mode) {
+  case 'start': {
+    ebp(['doctor']);
+    log('starting a sandboxed shell (exit it to stop)');
+    process.exit(ebp(['sandbox', '--', 'bash', '-l']));
+    break;
+  }
+  case 'test': {
+    log('lint (eslint, type-aware)');
+    mustRun(process.execPath, [join(root, 'node_modules', 'eslint', 'bin', 'eslint.js'), '.']);
+    log('unit tests');
+    const unit = run(process.execPath, ['--test', '--test-reporter=spec', 'dist/test/unit/']);
+    log('integration tests');
+    const integration = run(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=1', 'dist/test/integration/']);
+    process.exit(unit !== 0 ? unit : integration);
+    break;
+  }
+  case 'bench': {
+    process.exit(run(process.execPath, ['dist/bench/run.js', ...process.argv.slice(3)]));
+    break;
+  }
+  default:
+    log(`unknown mode "${mode}" (start, test, bench)`);
+    process.exit(2);
+}

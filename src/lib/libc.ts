@@ -1,0 +1,61 @@
+// The few libc calls Node does not expose, through koffi. Loaded lazily: only the code paths that
+// need them pay for the FFI.
+import { readdirSync } from 'node:fs';
+import koffi from 'koffi';
+
+interface Libc {
+  ioctl: (fd: number, request: number) => number;
+  fcntl: (fd: number, command: number, argument: number) => number;
+  errno: () => number;
+}
+
+let libc: Libc | undefined;
+
+function load(): Libc {
+  if (libc !== undefined) return libc;
+  const lib = koffi.load('libc.so.6');
+  const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)') as (...args: unknown[]) => number;
+  const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (...args: unknown[]) => number;
+  libc = {
+    ioctl: (fd, request) => ioctl(fd, request),
+    fcntl: (fd, command, argument) => fcntl(fd, command, 'int', argument),
+    errno: () => koffi.errno(),
+  };
+  return libc;
+}
+
+/** ioctl(2) with no argument; returns the result or throws with errno. */
+export function ioctlNoArg(fd: number, request: number, what: string): number {
+  const { ioctl, errno } = load();
+  const result = ioctl(fd, request);
+  if (result < 0) {
+    const error = new Error(`${what}: ioctl failed (errno ${errno()})`) as NodeJS.ErrnoException;
+    error.errno = errno();
+    throw error;
+  }
+  return result;
+}
+
+/** NS_GET_USERNS: a new descriptor for the user namespace that owns a namespace descriptor. */
+export const NS_GET_USERNS = 0xb701;
+
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+
+/**
+ * Marks every descriptor above stderr close-on-exec. Threat: a descriptor this process inherited
+ * from whoever started it (a terminal multiplexer, a CI runner, a service manager) would otherwise
+ * pass through bwrap into every sandbox. Node's own descriptors are close-on-exec already.
+ */
+export function closeInheritedOnExec(): number {
+  const { fcntl } = load();
+  let marked = 0;
+  for (const name of readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    if (!Number.isInteger(fd) || fd <= 2) continue;
+    const flags = fcntl(fd, F_GETFD, 0);
+    if (flags >= 0 && (flags & FD_CLOEXEC) === 0 && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) === 0) marked += 1;
+  }
+  return marked;
+}

@@ -1,0 +1,101 @@
+// The policy → bwrap argv translation. Pure: no I/O, so that every mount and namespace decision
+// is unit-tested. The runner supplies the file descriptors listed in the returned plan.
+import { generateEtc, HOST_ETC_ALWAYS, HOST_ETC_NETWORK } from './etc.js';
+import type { HostLayout } from './host-layout.js';
+import { SANDBOX_USER, SMALL_TMPFS_SIZE, type SandboxPolicy } from './policy.js';
+
+/** Fixed descriptor numbers in bwrap's fd table (the runner's stdio array). */
+export const FD = {
+  /** Seccomp BPF program, read by bwrap to EOF. */
+  seccomp: 3,
+  /** bwrap writes {"child-pid": N} here. */
+  status: 4,
+  /** bwrap waits for a byte here before starting the command: the cgroup is joined first. */
+  block: 5,
+  /** The launch shim writes one byte here just before exec: setup succeeded. */
+  ready: 6,
+  /** First of the generated /etc files. */
+  firstData: 7,
+} as const;
+
+/**
+ * A tiny POSIX-sh shim between bwrap and the command. It reports that setup succeeded (so a
+ * setup failure is told apart from the command's own exit status 1), closes that descriptor, then
+ * execs the command: 126/127 come from the shell exactly as POSIX shells define them. The
+ * command and its arguments are positional parameters, never parsed as shell text.
+ */
+export const LAUNCH_SHIM = `printf x >&${FD.ready}; exec "$@" ${FD.ready}>&-`;
+
+export interface BwrapPlan {
+  readonly args: string[];
+  /** Contents for descriptors FD.firstData, FD.firstData + 1, ... in order. */
+  readonly dataFiles: readonly string[];
+}
+
+export interface BwrapContext {
+  readonly layout: HostLayout;
+  /** Resolver address for /etc/resolv.conf when the policy has network access. */
+  readonly dnsAddress?: string;
+}
+
+export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): BwrapPlan {
+  if (policy.command.length === 0) throw new TypeError('sandbox policy has an empty command');
+  const args: string[] = [];
+  const dataFiles: string[] = [];
+  const add = (...items: (string | number)[]): void => {
+    for (const item of items) args.push(String(item));
+  };
+  const tmpfs = (dest: string, perms: string, size: number): void => {
+    add('--perms', perms, '--size', size, '--tmpfs', dest);
+  };
+
+  // Namespaces: all of them. The network namespace is new even with --net: slirp4netns attaches
+  // to it from outside. --disable-userns stops nested user namespaces (kernel attack surface).
+  add('--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup', '--unshare-net');
+  add('--disable-userns', '--uid', SANDBOX_USER.uid, '--gid', SANDBOX_USER.gid, '--hostname', policy.hostname);
+  // setsid: the command cannot reach the caller's terminal with TIOCSTI (CVE-2017-5226).
+  add('--new-session', '--die-with-parent');
+
+  // Host system, read-only.
+  add('--ro-bind', '/usr', '/usr');
+  for (const dir of context.layout.topDirs) {
+    if (dir.kind === 'symlink') add('--symlink', dir.target, `/${dir.name}`);
+    else add('--ro-bind', `/${dir.name}`, `/${dir.name}`);
+  }
+
+  // Own /etc: generated files, then the allow-listed host files; read-only at the end.
+  tmpfs('/etc', '0755', SMALL_TMPFS_SIZE);
+  const etcOptions = { hostname: policy.hostname, network: policy.network };
+  const etc = generateEtc(context.dnsAddress === undefined ? etcOptions : { ...etcOptions, dnsAddress: context.dnsAddress });
+  for (const file of etc) {
+    add('--perms', '0644', '--ro-bind-data', FD.firstData + dataFiles.length, file.path);
+    dataFiles.push(file.content);
+  }
+  const hostEtc = policy.network === 'nat' ? [...HOST_ETC_ALWAYS, ...HOST_ETC_NETWORK] : HOST_ETC_ALWAYS;
+  for (const name of hostEtc) add('--ro-bind-try', `/etc/${name}`, `/etc/${name}`);
+
+  // Kernel interfaces: a new /proc for the new pid namespace, a minimal /dev with its own devpts.
+  add('--proc', '/proc', '--dev', '/dev');
+  tmpfs('/dev/shm', '1777', SMALL_TMPFS_SIZE);
+
+  // Writable places, each size-limited.
+  tmpfs('/tmp', '1777', policy.tmpSizeBytes);
+  add('--dir', '/var', '--symlink', '../tmp', '/var/tmp');
+  tmpfs('/run', '0755', SMALL_TMPFS_SIZE);
+  tmpfs(`/run/user/${SANDBOX_USER.uid}`, '0700', SMALL_TMPFS_SIZE);
+  if (policy.home.kind === 'ephemeral') tmpfs(SANDBOX_USER.home, '0700', policy.home.sizeBytes);
+  else add('--bind', policy.home.hostPath, SANDBOX_USER.home);
+
+  for (const share of policy.shares) {
+    add(share.readOnly ? '--ro-bind' : '--bind', share.source, share.target);
+  }
+
+  // Nothing may create files next to the mounts: /, /etc and /run become read-only.
+  add('--remount-ro', '/etc', '--remount-ro', '/run', '--remount-ro', '/');
+
+  add('--chdir', SANDBOX_USER.home);
+  add('--seccomp', FD.seccomp, '--json-status-fd', FD.status, '--block-fd', FD.block);
+  // `--` ends bwrap's options: nothing after it (command or arguments) can become one.
+  add('--', '/bin/sh', '-c', LAUNCH_SHIM, 'sh', ...policy.command);
+  return { args, dataFiles };
+}

@@ -1,0 +1,156 @@
+// From what a person asks for (command line, later the SSH request and the web page) to a
+// validated SandboxPolicy. Every path and size is checked here, at the boundary.
+import { chownSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, isAbsolute, normalize, relative } from 'node:path';
+import { EbpError, errnoCode } from '../lib/errors.js';
+import {
+  cleanEnvironment,
+  DEFAULT_HOME_SIZE,
+  DEFAULT_LIMITS,
+  DEFAULT_TMP_SIZE,
+  SANDBOX_USER,
+  type HomePolicy,
+  type SandboxPolicy,
+  type Share,
+} from './policy.js';
+import type { HostIdentity } from './privilege.js';
+
+export interface SandboxRequest {
+  readonly command: readonly string[];
+  readonly network?: boolean;
+  readonly memoryBytes?: number;
+  readonly pids?: number;
+  readonly cpus?: number;
+  /** Persistent home on the host; undefined = ephemeral. */
+  readonly homeDir?: string;
+  readonly homeSizeBytes?: number;
+  /** "SRC[:DST][:ro]" as typed by the person. */
+  readonly shares?: readonly string[];
+  readonly tmpSizeBytes?: number;
+  readonly timeoutMs?: number;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly hostname?: string;
+}
+
+/** Paths inside the sandbox that a share may never cover: the system the sandbox is built on. */
+const RESERVED_TARGETS = ['/', '/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/proc', '/dev', '/run', '/tmp', '/var', '/sys'];
+
+export interface ShareSpec {
+  readonly source: string;
+  readonly target: string | undefined;
+  readonly readOnly: boolean;
+}
+
+export function parseShareSpec(text: string): ShareSpec {
+  const parts = text.split(':');
+  let readOnly = false;
+  const last = parts[parts.length - 1];
+  if (parts.length > 1 && (last === 'ro' || last === 'rw')) {
+    readOnly = last === 'ro';
+    parts.pop();
+  }
+  if (parts.length > 2 || parts[0] === undefined || parts[0] === '') {
+    throw new EbpError('USAGE', `invalid share "${text}"`, { hint: 'use SRC[:DST][:ro], e.g. ~/Documents or ./data:/home/ebp/data:ro' });
+  }
+  return { source: parts[0], target: parts[1], readOnly };
+}
+
+/**
+ * Where a host folder appears inside: a folder in the person's home keeps its place relative to
+ * the sandbox's home (~/Documents → /home/ebp/Documents); any other under ~/Shared/NAME.
+ */
+export function defaultShareTarget(source: string, home: string): string {
+  const rel = relative(home, source);
+  if (rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)) return `${SANDBOX_USER.home}/${rel}`;
+  return `${SANDBOX_USER.home}/Shared/${basename(source) || 'root'}`;
+}
+
+export function validateShareTarget(target: string): string {
+  if (!isAbsolute(target) || target.includes('\0')) {
+    throw new EbpError('USAGE', `share target "${target}" must be an absolute path inside the sandbox`);
+  }
+  const clean = normalize(target).replace(/\/+$/, '') || '/';
+  if (clean.split('/').includes('..')) throw new EbpError('USAGE', `share target "${target}" must not contain ".."`);
+  for (const reserved of RESERVED_TARGETS) {
+    if (clean === reserved || (reserved !== '/' && clean.startsWith(`${reserved}/`) && reserved !== '/tmp')) {
+      throw new EbpError('USAGE', `share target "${target}" would cover the sandbox's ${reserved}`, {
+        hint: `put shares under ${SANDBOX_USER.home}, /mnt, /media, /srv or /opt`,
+      });
+    }
+  }
+  return clean;
+}
+
+function resolveShare(spec: ShareSpec, home: string): Share {
+  let source: string;
+  try {
+    source = realpathSync(spec.source.startsWith('~/') ? `${home}/${spec.source.slice(2)}` : spec.source);
+  } catch (error) {
+    throw new EbpError('USAGE', `cannot share "${spec.source}": ${errnoCode(error) === 'ENOENT' ? 'no such file or folder' : String(error)}`, { cause: error });
+  }
+  const target = validateShareTarget(spec.target ?? defaultShareTarget(source, home));
+  return { source, target, readOnly: spec.readOnly };
+}
+
+/**
+ * A persistent home must belong to the host uid that runs the sandbox. We create it when it is
+ * missing; an existing one owned by someone else is refused, never chowned (that would hand
+ * another account's files to sandboxed code). A symlink is refused: it could point anywhere.
+ */
+export function preparePersistentHome(dir: string, identity: HostIdentity): string {
+  const path = normalize(isAbsolute(dir) ? dir : `${process.cwd()}/${dir}`);
+  try {
+    const stat = lstatSync(path);
+    if (stat.isSymbolicLink() || !stat.isDirectory()) {
+      throw new EbpError('USAGE', `home "${dir}" is not a plain directory`, { hint: 'give a real directory, not a symlink or file' });
+    }
+    if (stat.uid !== identity.uid) {
+      throw new EbpError('USAGE', `home "${dir}" belongs to uid ${stat.uid}, but sandboxes run as uid ${identity.uid} (${identity.name})`, {
+        hint: `use a new directory (ebp creates it), or: sudo chown -R ${identity.uid}:${identity.gid} ${path}`,
+      });
+    }
+    return path;
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw error;
+  }
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  if (identity.switchUser) chownSync(path, identity.uid, identity.gid);
+  return path;
+}
+
+const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export function buildPolicy(request: SandboxRequest, identity: HostIdentity): SandboxPolicy {
+  if (request.command.length === 0) throw new EbpError('USAGE', 'no command given', { hint: 'ebp sandbox [OPTIONS] -- COMMAND [ARGS...]' });
+  for (const word of request.command) {
+    if (word.includes('\0')) throw new EbpError('USAGE', 'a command argument contains a NUL byte');
+  }
+  const hostname = request.hostname ?? 'sandbox';
+  if (!HOSTNAME.test(hostname)) throw new EbpError('USAGE', `invalid sandbox host name "${hostname}"`);
+  const personHome = process.env['HOME'] ?? homedir();
+  const home: HomePolicy = request.homeDir === undefined
+    ? { kind: 'ephemeral', sizeBytes: request.homeSizeBytes ?? DEFAULT_HOME_SIZE }
+    : { kind: 'persistent', hostPath: preparePersistentHome(request.homeDir, identity) };
+  const shares = (request.shares ?? []).map((text) => resolveShare(parseShareSpec(text), personHome));
+  const targets = new Set<string>();
+  for (const share of shares) {
+    if (targets.has(share.target)) throw new EbpError('USAGE', `two shares use the same place inside: ${share.target}`);
+    targets.add(share.target);
+  }
+  const base: SandboxPolicy = {
+    command: [...request.command],
+    network: request.network === true ? 'nat' : 'none',
+    limits: {
+      memoryBytes: request.memoryBytes ?? DEFAULT_LIMITS.memoryBytes,
+      pids: request.pids ?? DEFAULT_LIMITS.pids,
+      cpus: request.cpus ?? DEFAULT_LIMITS.cpus,
+    },
+    home,
+    tmpSizeBytes: request.tmpSizeBytes ?? DEFAULT_TMP_SIZE,
+    shares,
+    env: cleanEnvironment(request.env ?? {}),
+    hostname,
+  };
+  return request.timeoutMs === undefined ? base : { ...base, timeoutMs: request.timeoutMs };
+}

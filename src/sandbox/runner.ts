@@ -1,0 +1,279 @@
+// Runs one policy in a fresh bwrap sandbox: joins its cgroup before the command starts, attaches
+// the network when asked, reports how it ended, and tears everything down however it ends.
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import { EbpError } from '../lib/errors.js';
+import { formatSize } from '../lib/units.js';
+import { buildBwrapArgs, FD } from './bwrap-args.js';
+import type { CgroupStats, SandboxCgroup } from './cgroup/index.js';
+import { defaultEngine, type SandboxEngine } from './engine.js';
+import { attachNat, natAddresses, type NatHandle } from './network.js';
+import type { SandboxPolicy } from './policy.js';
+
+export type ExitReason = 'exited' | 'signaled' | 'oom' | 'timeout' | 'stopped' | 'setup-failed';
+
+export interface SandboxExit {
+  /** The status to report: the command's own, 128+N for a signal, 124 timeout, 125 setup. */
+  readonly code: number;
+  readonly reason: ExitReason;
+  /** For the user, when the reason is not plain: OOM, timeout, setup failure. */
+  readonly message?: string;
+  readonly stats?: CgroupStats;
+  readonly durationMs: number;
+}
+
+type StdioSlot = 'inherit' | 'pipe' | 'ignore' | number;
+
+export interface StartOptions {
+  readonly engine?: SandboxEngine;
+  readonly stdin?: StdioSlot;
+  readonly stdout?: StdioSlot;
+  readonly stderr?: StdioSlot;
+  /** stdin/stdout/stderr are one terminal: the command gets it as its controlling terminal. */
+  readonly terminal?: boolean;
+  /** Aborting stops the sandbox (SIGTERM, then SIGKILL after the grace period). */
+  readonly signal?: AbortSignal;
+}
+
+export interface SandboxHandle {
+  readonly id: string;
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  /** Settles once everything of the sandbox is gone (processes, cgroup, network). */
+  readonly exited: Promise<SandboxExit>;
+  /** Host pid of the sandboxed command, once it started. */
+  commandPid(): number | undefined;
+  /** Deliver a signal to the command's process group; false when it is not running. */
+  kill(signal: NodeJS.Signals): boolean;
+  /** Graceful stop: SIGTERM, then everything is killed after `graceMs`. */
+  stop(graceMs?: number): Promise<SandboxExit>;
+  stats(): Promise<CgroupStats | undefined>;
+}
+
+const STOP_GRACE_MS = 2000;
+const TIMEOUT_EXIT = 124;
+const SETUP_EXIT = 125;
+
+let rlimitWarned = false;
+
+function newId(): string {
+  return randomBytes(6).toString('hex');
+}
+
+/** Children of a process, read from procfs (the first child of bwrap's pid 1 is the command). */
+function firstChild(pid: number): number | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    const first = text.split(' ')[0];
+    return first === undefined || first === '' ? undefined : Number(first);
+  } catch {
+    return undefined;
+  }
+}
+
+function rlimitPrefix(engine: SandboxEngine, policy: SandboxPolicy): string[] {
+  if (engine.cgroups !== undefined || engine.prlimit === undefined) return [];
+  if (!rlimitWarned) {
+    rlimitWarned = true;
+    process.emitWarning(`no usable cgroup (${engine.cgroupProblem ?? 'unknown'}): memory and process limits fall back to rlimits, CPU is not limited`, { code: 'EBP_NO_CGROUP' });
+  }
+  return [engine.prlimit, `--as=${policy.limits.memoryBytes}`, `--nproc=${policy.limits.pids}`, '--'];
+}
+
+export async function startSandbox(policy: SandboxPolicy, options: StartOptions = {}): Promise<SandboxHandle> {
+  const engine = options.engine ?? (await defaultEngine());
+  const id = newId();
+  const started = Date.now();
+  if (policy.network === 'nat' && engine.slirp === undefined) {
+    throw new EbpError('NETWORK_SETUP_FAILED', 'network access was asked for, but slirp4netns is not installed', {
+      hint: 'install it (sudo apt-get install slirp4netns) or run without --net',
+    });
+  }
+  const dnsAddress = policy.network === 'nat' ? natAddresses(engine.natCidr).dns : undefined;
+  const plan = buildBwrapArgs(
+    policy.command[0] !== undefined && options.terminal === true
+      ? { ...policy, command: ['/usr/bin/setsid', '--ctty', '--', ...policy.command] }
+      : policy,
+    dnsAddress === undefined ? { layout: engine.layout } : { layout: engine.layout, dnsAddress },
+  );
+
+  let cgroup: SandboxCgroup | undefined;
+  if (engine.cgroups !== undefined) cgroup = await engine.cgroups.create(`s-${id}`, policy.limits);
+
+  const stdio: StdioOptions = [
+    options.stdin ?? 'inherit', options.stdout ?? 'inherit', options.stderr ?? 'inherit',
+    'pipe', 'pipe', 'pipe', 'pipe',
+    ...plan.dataFiles.map(() => 'pipe' as const),
+  ];
+  const prefix = rlimitPrefix(engine, policy);
+  const [program, ...programArgs] = prefix.length > 0 ? [...prefix, engine.bwrap, ...plan.args] : [engine.bwrap, ...plan.args];
+  let child: ChildProcess;
+  try {
+    child = spawn(program ?? engine.bwrap, programArgs, {
+      stdio,
+      env: { ...policy.env },
+      // Threat: bwrap run as root with a user namespace maps the sandbox to host root.
+      ...(engine.identity.switchUser ? { uid: engine.identity.uid, gid: engine.identity.gid } : {}),
+    });
+  } catch (error) {
+    await cgroup?.close();
+    throw new EbpError('SANDBOX_SETUP_FAILED', `cannot start bwrap: ${String(error)}`, { cause: error });
+  }
+
+  const pipe = (fd: number): Readable & Writable => child.stdio[fd] as Readable & Writable;
+  for (const fd of [FD.seccomp, FD.status, FD.block, FD.ready]) pipe(fd).on('error', () => undefined);
+  pipe(FD.seccomp).end(engine.seccomp);
+  plan.dataFiles.forEach((content, index) => {
+    const stream = pipe(FD.firstData + index);
+    stream.on('error', () => undefined);
+    stream.end(content);
+  });
+
+  let sandboxPid: number | undefined;
+  let commandPid: number | undefined;
+  let ready = false;
+  let timedOut = false;
+  let stopped = false;
+  let setupError: string | undefined;
+  let nat: NatHandle | undefined;
+  let lastStats: CgroupStats | undefined;
+
+  const killAll = (): void => {
+    // SIGKILL to bwrap's monitor: --die-with-parent then kills the sandbox's pid 1, and with it
+    // the whole pid namespace; the cgroup kill below catches anything else.
+    child.kill('SIGKILL');
+  };
+
+  // bwrap reports the sandbox's pid; we put it in its cgroup and network before releasing it.
+  let statusText = '';
+  pipe(FD.status).on('data', (chunk: Buffer) => {
+    if (sandboxPid !== undefined) return;
+    statusText += chunk.toString();
+    const match = /"child-pid"\s*:\s*(\d+)/.exec(statusText);
+    if (match?.[1] === undefined) return;
+    sandboxPid = Number(match[1]);
+    const pid = sandboxPid;
+    void (async () => {
+      try {
+        await cgroup?.addProcess(pid);
+        if (policy.network === 'nat' && engine.slirp !== undefined) {
+          nat = await attachNat(pid, { slirp: engine.slirp, cidr: engine.natCidr, identity: engine.identity });
+        }
+        pipe(FD.block).end('x');
+      } catch (error) {
+        setupError = error instanceof EbpError ? error.message : String(error);
+        killAll();
+      }
+    })();
+  });
+
+  const readySeen = new Promise<void>((resolve) => {
+    pipe(FD.ready).once('data', () => {
+      ready = true;
+      if (sandboxPid !== undefined) commandPid = firstChild(sandboxPid);
+      resolve();
+    });
+  });
+
+  let timer: NodeJS.Timeout | undefined;
+  if (policy.timeoutMs !== undefined) {
+    timer = setTimeout(() => {
+      timedOut = true;
+      killAll();
+    }, policy.timeoutMs);
+  }
+
+  const exited = new Promise<SandboxExit>((resolve) => {
+    let spawnError: Error | undefined;
+    child.once('error', (error) => {
+      spawnError = error;
+    });
+    child.once('exit', () => {
+      // Our ends of the control descriptors: nothing reads them to EOF, so end them here or
+      // 'close' (which waits for every stdio stream) never comes.
+      for (let fd = FD.seccomp; fd < FD.firstData + plan.dataFiles.length; fd += 1) pipe(fd).destroy();
+    });
+    child.once('close', (code, signal) => {
+      void (async () => {
+        if (timer !== undefined) clearTimeout(timer);
+        nat?.close();
+        if (cgroup !== undefined) {
+          try {
+            lastStats = await cgroup.stats();
+          } catch {
+            // stats are best effort; teardown is not
+          }
+          await cgroup.close();
+        }
+        const durationMs = Date.now() - started;
+        const base = lastStats === undefined ? { durationMs } : { durationMs, stats: lastStats };
+        const raw = code ?? (signal === null ? 1 : 128 + (signalNumber(signal) ?? 9));
+        if (spawnError !== undefined || !ready) {
+          const why = setupError ?? (spawnError === undefined ? `bwrap exited with status ${raw} before the command started (see its message above)` : `cannot run bwrap: ${spawnError.message}`);
+          resolve({ ...base, code: SETUP_EXIT, reason: 'setup-failed', message: `the sandbox could not be set up: ${why}` });
+        } else if (timedOut) {
+          resolve({ ...base, code: TIMEOUT_EXIT, reason: 'timeout', message: `timed out after ${policy.timeoutMs ?? 0} ms; the sandbox was killed` });
+        } else if ((lastStats?.oomKills ?? 0) > 0) {
+          resolve({ ...base, code: 137, reason: 'oom', message: `killed: out of memory (the sandbox's memory limit is ${formatSize(policy.limits.memoryBytes)}; raise it with --memory)` });
+        } else if (stopped) {
+          resolve({ ...base, code: raw, reason: 'stopped' });
+        } else {
+          resolve({ ...base, code: raw, reason: raw > 128 ? 'signaled' : 'exited' });
+        }
+      })();
+    });
+  });
+
+  const handle: SandboxHandle = {
+    id,
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    exited,
+    commandPid: () => commandPid,
+    kill(sig) {
+      if (commandPid === undefined) return false;
+      try {
+        // Negative pid: the command's whole process group inside the sandbox.
+        process.kill(-commandPid, sig);
+        return true;
+      } catch {
+        try {
+          process.kill(commandPid, sig);
+          return true;
+        } catch {
+          return false;
+        }
+      }
+    },
+    async stop(graceMs = STOP_GRACE_MS) {
+      stopped = true;
+      if (!handle.kill('SIGTERM')) killAll();
+      const grace = setTimeout(killAll, graceMs);
+      const result = await exited;
+      clearTimeout(grace);
+      return result;
+    },
+    async stats() {
+      return cgroup === undefined ? undefined : cgroup.stats().catch(() => lastStats);
+    },
+  };
+  options.signal?.addEventListener('abort', () => void handle.stop(), { once: true });
+
+  await Promise.race([readySeen, exited]);
+  return handle;
+}
+
+function signalNumber(signal: NodeJS.Signals): number | undefined {
+  return (osConstants.signals as Readonly<Record<string, number | undefined>>)[signal];
+}
+
+/** Start a sandbox and wait for it to end. */
+export async function runSandbox(policy: SandboxPolicy, options: StartOptions = {}): Promise<SandboxExit> {
+  const handle = await startSandbox(policy, options);
+  return handle.exited;
+}

@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildBwrapArgs, FD, LAUNCH_SHIM } from '../../src/sandbox/bwrap-args.js';
+import type { HostLayout } from '../../src/sandbox/host-layout.js';
+import { cleanEnvironment, type SandboxPolicy } from '../../src/sandbox/policy.js';
+
+const merged: HostLayout = {
+  topDirs: [
+    { name: 'bin', kind: 'symlink', target: 'usr/bin' },
+    { name: 'lib', kind: 'symlink', target: 'usr/lib' },
+    { name: 'lib64', kind: 'symlink', target: 'usr/lib64' },
+  ],
+};
+const split: HostLayout = { topDirs: [{ name: 'bin', kind: 'directory' }, { name: 'lib', kind: 'directory' }] };
+
+function policy(overrides: Partial<SandboxPolicy> = {}): SandboxPolicy {
+  return {
+    command: ['echo', 'hi'],
+    network: 'none',
+    limits: { memoryBytes: 1 << 30, pids: 100, cpus: 1 },
+    home: { kind: 'ephemeral', sizeBytes: 1 << 20 },
+    tmpSizeBytes: 2 << 20,
+    shares: [],
+    env: cleanEnvironment({}),
+    hostname: 'sandbox',
+    ...overrides,
+  };
+}
+
+/** Pairs "--opt A B" present in order somewhere in args. */
+function hasSequence(args: readonly string[], ...sequence: string[]): boolean {
+  for (let i = 0; i + sequence.length <= args.length; i += 1) {
+    if (sequence.every((item, j) => args[i + j] === item)) return true;
+  }
+  return false;
+}
+
+test('every namespace is new, user namespaces are disabled inside, and the session is new', () => {
+  const { args } = buildBwrapArgs(policy(), { layout: merged });
+  for (const flag of ['--unshare-user', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup', '--unshare-net', '--disable-userns', '--new-session', '--die-with-parent']) {
+    assert.ok(args.includes(flag), flag);
+  }
+  assert.ok(hasSequence(args, '--uid', '1000', '--gid', '1000'));
+  assert.ok(!args.includes('--share-net'));
+});
+
+test('host /usr is read-only and merged-usr links are mirrored as symlinks', () => {
+  const { args } = buildBwrapArgs(policy(), { layout: merged });
+  assert.ok(hasSequence(args, '--ro-bind', '/usr', '/usr'));
+  assert.ok(hasSequence(args, '--symlink', 'usr/bin', '/bin'));
+  assert.ok(hasSequence(args, '--symlink', 'usr/lib64', '/lib64'));
+  assert.ok(!args.includes('/sbin'), 'a top dir the host lacks is not created');
+});
+
+test('split /usr hosts get read-only binds of the top directories', () => {
+  const { args } = buildBwrapArgs(policy(), { layout: split });
+  assert.ok(hasSequence(args, '--ro-bind', '/bin', '/bin'));
+  assert.ok(hasSequence(args, '--ro-bind', '/lib', '/lib'));
+});
+
+test('no host /etc secrets, no /sys, no host sockets are ever bound', () => {
+  const { args } = buildBwrapArgs(policy({ network: 'nat' }), { layout: merged, dnsAddress: '198.18.254.3' });
+  const joined = args.join(' ');
+  for (const secret of ['/etc/shadow', '/etc/ssh', '/etc/sudoers', '/etc/passwd /etc/passwd', '/sys', '/tmp/.X11-unix', '/run/dbus', '/var/run', 'docker.sock', '/root', '/home ']) {
+    assert.ok(!joined.includes(secret), secret);
+  }
+  assert.ok(!args.some((arg) => arg === '/' && args[args.indexOf(arg) - 1] === '--bind'), 'never binds the host root');
+});
+
+test('generated /etc files are passed on descriptors, resolv.conf and certificates only with network', () => {
+  const none = buildBwrapArgs(policy(), { layout: merged });
+  const paths = (plan: typeof none): string[] => plan.args.filter((_, i) => plan.args[i - 2] === '--ro-bind-data');
+  assert.deepEqual(paths(none), ['/etc/passwd', '/etc/group', '/etc/hostname', '/etc/hosts', '/etc/nsswitch.conf', '/etc/machine-id']);
+  assert.equal(none.dataFiles.length, 6);
+  assert.ok(hasSequence(none.args, '--ro-bind-data', String(FD.firstData), '/etc/passwd'));
+  assert.match(none.dataFiles[0] ?? '', /^root:x:0:0:.*\nebp:x:1000:1000:/);
+  assert.ok(!none.args.includes('/etc/ssl'));
+  const nat = buildBwrapArgs(policy({ network: 'nat' }), { layout: merged, dnsAddress: '198.18.254.3' });
+  assert.ok(paths(nat).includes('/etc/resolv.conf'));
+  assert.ok(nat.dataFiles.includes('nameserver 198.18.254.3\n'));
+  assert.ok(hasSequence(nat.args, '--ro-bind-try', '/etc/ssl', '/etc/ssl'));
+});
+
+test('machine-id is random per sandbox', () => {
+  const a = buildBwrapArgs(policy(), { layout: merged }).dataFiles[5];
+  const b = buildBwrapArgs(policy(), { layout: merged }).dataFiles[5];
+  assert.match(a ?? '', /^[0-9a-f]{32}\n$/);
+  assert.notEqual(a, b);
+});
+
+test('writable places are size-limited tmpfs mounts and / is read-only at the end', () => {
+  const { args } = buildBwrapArgs(policy(), { layout: merged });
+  assert.ok(hasSequence(args, '--perms', '1777', '--size', String(2 << 20), '--tmpfs', '/tmp'));
+  assert.ok(hasSequence(args, '--perms', '0700', '--size', String(1 << 20), '--tmpfs', '/home/ebp'));
+  assert.ok(hasSequence(args, '--perms', '0700', '--size', String(64 << 20), '--tmpfs', '/run/user/1000'));
+  assert.ok(hasSequence(args, '--tmpfs', '/dev/shm'));
+  assert.ok(hasSequence(args, '--remount-ro', '/'));
+  assert.ok(args.lastIndexOf('--remount-ro') < args.indexOf('--'));
+});
+
+test('a persistent home and shares are bind mounts, read-only when asked', () => {
+  const { args } = buildBwrapArgs(policy({
+    home: { kind: 'persistent', hostPath: '/srv/homes/a' },
+    shares: [{ source: '/data/docs', target: '/home/ebp/Documents', readOnly: false }, { source: '/data/ro', target: '/mnt/ro', readOnly: true }],
+  }), { layout: merged });
+  assert.ok(hasSequence(args, '--bind', '/srv/homes/a', '/home/ebp'));
+  assert.ok(hasSequence(args, '--bind', '/data/docs', '/home/ebp/Documents'));
+  assert.ok(hasSequence(args, '--ro-bind', '/data/ro', '/mnt/ro'));
+  assert.ok(!args.includes('--size') || !hasSequence(args, '--tmpfs', '/home/ebp'));
+});
+
+test('the command comes after `--` and the shim, so no argument can become a bwrap option', () => {
+  const hostile = ['--bind', '/', '/', '$(id)', ';reboot', 'a\nb'];
+  const { args } = buildBwrapArgs(policy({ command: hostile }), { layout: merged });
+  const end = args.indexOf('--');
+  assert.deepEqual(args.slice(end), ['--', '/bin/sh', '-c', LAUNCH_SHIM, 'sh', ...hostile]);
+  assert.equal(args.indexOf('--'), args.lastIndexOf('--') < end ? end : args.indexOf('--'));
+  assert.ok(hasSequence(args, '--seccomp', String(FD.seccomp), '--json-status-fd', String(FD.status), '--block-fd', String(FD.block)));
+});
+
+test('an empty command is refused', () => {
+  assert.throws(() => buildBwrapArgs(policy({ command: [] }), { layout: merged }), /empty command/);
+});
+
+test('the environment is an allow-list', () => {
+  const env = cleanEnvironment({ LD_PRELOAD: '/tmp/x.so', PATH: '/evil', LANG: 'de_DE.UTF-8', LC_ALL: 'C', TERM: 'xterm-256color', LC_EVIL: 'a b', DISPLAY: ':0', HOME: '/root' });
+  assert.deepEqual(Object.keys(env).sort(), ['HOME', 'LANG', 'LC_ALL', 'LOGNAME', 'PATH', 'SHELL', 'TERM', 'USER', 'XDG_RUNTIME_DIR']);
+  assert.equal(env['PATH'], '/usr/local/bin:/usr/bin:/bin');
+  assert.equal(env['HOME'], '/home/ebp');
+});

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseArgs } from '../../src/cli/args.js';
+import { EbpError } from '../../src/lib/errors.js';
+
+const specs = {
+  net: { type: 'boolean', description: '' },
+  memory: { type: 'string', description: '' },
+  share: { type: 'string', description: '', multiple: true },
+} as const;
+
+test('global options are accepted anywhere before the command line', () => {
+  const parsed = parseArgs(['--json', '--memory', '1G', '--state-dir=/x', '--net'], specs);
+  assert.equal(parsed.values['json'], true);
+  assert.equal(parsed.values['memory'], '1G');
+  assert.equal(parsed.values['state-dir'], '/x');
+  assert.equal(parsed.values['net'], true);
+});
+
+test('everything after -- or the first operand is the command, options included', () => {
+  const a = parseArgs(['--net', '--', 'ls', '--all', '-l'], specs, { stopAtOperand: true });
+  assert.deepEqual(a.operands, ['ls', '--all', '-l']);
+  const b = parseArgs(['--net', 'bash', '-c', '--memory'], specs, { stopAtOperand: true });
+  assert.deepEqual(b.operands, ['bash', '-c', '--memory']);
+  assert.equal(b.values['memory'], undefined);
+});
+
+test('repeatable options collect every value', () => {
+  assert.deepEqual(parseArgs(['--share', 'a', '--share=b:ro'], specs).values['share'], ['a', 'b:ro']);
+});
+
+test('unknown options, missing values and values on flags are usage errors', () => {
+  for (const argv of [['--nope'], ['--memory'], ['--net=yes'], ['-x']]) {
+    assert.throws(() => parseArgs(argv, specs), (error: unknown) => error instanceof EbpError && error.code === 'USAGE', argv.join(' '));
+  }
+});

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { buildPolicy, defaultShareTarget, parseShareSpec, preparePersistentHome, validateShareTarget } from '../../src/sandbox/request.js';
+import type { HostIdentity } from '../../src/sandbox/privilege.js';
+
+const me: HostIdentity = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, switchUser: false, name: 'me' };
+
+test('share specs: SRC, SRC:DST, SRC:ro, SRC:DST:ro', () => {
+  assert.deepEqual(parseShareSpec('/a'), { source: '/a', target: undefined, readOnly: false });
+  assert.deepEqual(parseShareSpec('/a:/mnt/a'), { source: '/a', target: '/mnt/a', readOnly: false });
+  assert.deepEqual(parseShareSpec('/a:ro'), { source: '/a', target: undefined, readOnly: true });
+  assert.deepEqual(parseShareSpec('/a:/mnt/a:ro'), { source: '/a', target: '/mnt/a', readOnly: true });
+  assert.throws(() => parseShareSpec(':x'));
+  assert.throws(() => parseShareSpec('/a:/b:/c'));
+});
+
+test('folders in the home keep their place; others go under ~/Shared', () => {
+  assert.equal(defaultShareTarget('/home/ann/Documents', '/home/ann'), '/home/ebp/Documents');
+  assert.equal(defaultShareTarget('/home/ann/a/b', '/home/ann'), '/home/ebp/a/b');
+  assert.equal(defaultShareTarget('/srv/data', '/home/ann'), '/home/ebp/Shared/data');
+  assert.equal(defaultShareTarget('/home/ann', '/home/ann'), '/home/ebp/Shared/ann');
+});
+
+test('share targets cannot cover the system or escape with ..', () => {
+  for (const bad of ['/', '/usr', '/usr/bin', '/etc', '/etc/x', '/proc', '/dev/shm', 'relative', '/home/ebp/../../etc', '/run/user/1000']) {
+    assert.throws(() => validateShareTarget(bad), Error, bad);
+  }
+  assert.equal(validateShareTarget('/home/ebp/Documents/'), '/home/ebp/Documents');
+  assert.equal(validateShareTarget('/mnt/data'), '/mnt/data');
+});
+
+test('a persistent home that is a symlink is refused; a missing one is created 0700', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ebp-home-'));
+  mkdirSync(join(dir, 'real'));
+  symlinkSync('/etc', join(dir, 'link'));
+  assert.throws(() => preparePersistentHome(join(dir, 'link'), me), /not a plain directory/);
+  const made = preparePersistentHome(join(dir, 'new'), me);
+  assert.equal(made, join(dir, 'new'));
+  assert.equal(preparePersistentHome(join(dir, 'real'), me), join(dir, 'real'));
+});
+
+test('a home owned by another uid is refused, never chowned', () => {
+  assert.throws(() => preparePersistentHome('/', { ...me, uid: 4242 }), /belongs to uid/);
+});
+
+test('policies have safe defaults', () => {
+  const policy = buildPolicy({ command: ['true'], env: { LD_PRELOAD: 'x' } }, me);
+  assert.equal(policy.network, 'none');
+  assert.equal(policy.home.kind, 'ephemeral');
+  assert.equal(policy.env['LD_PRELOAD'], undefined);
+  assert.ok(policy.limits.memoryBytes > 0 && policy.limits.pids > 0);
+  assert.throws(() => buildPolicy({ command: [] }, me), /no command/);
+  assert.throws(() => buildPolicy({ command: ['a\0b'] }, me), /NUL/);
+});
