@@ -1,5 +1,6 @@
 // Connects the person's terminal (or plain pipes) to a sandbox: raw mode and resizes for a
 // terminal, signals forwarded, the terminal restored however the sandbox ends.
+import { spawnSync } from 'node:child_process';
 import { openPty } from '../lib/pty.js';
 import type { SandboxEngine } from '../sandbox/engine.js';
 import type { SandboxPolicy } from '../sandbox/policy.js';
@@ -42,6 +43,9 @@ export async function runInTerminalOrPipes(policy: SandboxPolicy, engine: Sandbo
     pty.closeSlave();
   }
   stdin.setRawMode(true);
+  // libuv's raw mode keeps output post-processing (\n → \r\n); the sandbox's own terminal already
+  // did that, so turn it off as ssh does. setRawMode(false) restores the saved settings.
+  spawnSync('stty', ['-opost'], { stdio: ['inherit', 'ignore', 'ignore'] });
   stdin.resume();
   stdin.pipe(pty.master);
   pty.master.pipe(stdout, { end: false });
