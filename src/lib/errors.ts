@@ -13,7 +13,15 @@ export type ErrorCode =
   | 'PRIVILEGE_REQUIRED'
   | 'CONFIG_INVALID'
   | 'STATE_INVALID'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  // Launches between peers (exit 255 for the transport, as OpenSSH's ssh does).
+  | 'NOT_FOUND'
+  | 'RATE_LIMITED'
+  | 'PEER_UNREACHABLE'
+  | 'SESSION_BROKEN'
+  | 'APPROVAL_DENIED'
+  | 'APPROVAL_TIMEOUT'
+  | 'DAEMON_NOT_RUNNING';
 
 interface StatusRow {
   /** Exit status of the `ebp` command. */
@@ -36,6 +44,13 @@ export const STATUS: Readonly<Record<ErrorCode, StatusRow>> = {
   CONFIG_INVALID: { exit: 78, http: 500 },
   STATE_INVALID: { exit: 125, http: 500 },
   INTERNAL: { exit: 125, http: 500 },
+  NOT_FOUND: { exit: 1, http: 404 },
+  RATE_LIMITED: { exit: 1, http: 429 },
+  PEER_UNREACHABLE: { exit: 255, http: 502 },
+  SESSION_BROKEN: { exit: 255, http: 502 },
+  APPROVAL_DENIED: { exit: 1, http: 403 },
+  APPROVAL_TIMEOUT: { exit: 1, http: 408 },
+  DAEMON_NOT_RUNNING: { exit: 1, http: 503 },
 };
 
 export class EbpError extends Error {
