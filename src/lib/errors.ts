@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'PRIVILEGE_REQUIRED'
   | 'CONFIG_INVALID'
   | 'STATE_INVALID'
+  | 'APP_NOT_SHARED'
+  | 'CATALOG_INVALID'
   | 'INTERNAL'
   // Launches between peers (exit 255 for the transport, as OpenSSH's ssh does).
   | 'NOT_FOUND'
@@ -43,6 +45,8 @@ export const STATUS: Readonly<Record<ErrorCode, StatusRow>> = {
   PRIVILEGE_REQUIRED: { exit: 125, http: 403 },
   CONFIG_INVALID: { exit: 78, http: 500 },
   STATE_INVALID: { exit: 125, http: 500 },
+  APP_NOT_SHARED: { exit: 1, http: 404 },
+  CATALOG_INVALID: { exit: 1, http: 500 },
   INTERNAL: { exit: 125, http: 500 },
   NOT_FOUND: { exit: 1, http: 404 },
   RATE_LIMITED: { exit: 1, http: 429 },
