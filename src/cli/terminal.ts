@@ -8,10 +8,16 @@ import { startSandbox, type SandboxExit, type SandboxHandle } from '../sandbox/r
 
 const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
-function forwardSignals(handle: SandboxHandle, signals: readonly NodeJS.Signals[]): () => void {
+/**
+ * Signals sent to ebp go on to the command once it runs; before that they cancel the start-up,
+ * so that a sandbox half set up (its cgroup made, bwrap not yet running) is cleaned up too.
+ */
+function forwardSignals(signals: readonly NodeJS.Signals[], abort: AbortController, current: () => SandboxHandle | undefined): () => void {
   const listeners = signals.map((signal) => {
     const listener = (): void => {
-      if (!handle.kill(signal)) void handle.stop();
+      const handle = current();
+      if (handle === undefined) abort.abort();
+      else if (!handle.kill(signal)) void handle.stop();
     };
     process.on(signal, listener);
     return [signal, listener] as const;
@@ -24,24 +30,37 @@ function forwardSignals(handle: SandboxHandle, signals: readonly NodeJS.Signals[
 export async function runInTerminalOrPipes(policy: SandboxPolicy, engine: SandboxEngine): Promise<SandboxExit> {
   const stdin = process.stdin;
   const stdout = process.stdout;
-  if (!stdin.isTTY || !stdout.isTTY) {
-    // Pipes: the sandbox gets our descriptors directly, no copying through this process.
-    const handle = await startSandbox(policy, { engine });
-    const unforward = forwardSignals(handle, FORWARDED);
-    try {
+  const abort = new AbortController();
+  let handle: SandboxHandle | undefined;
+  const terminal = stdin.isTTY && stdout.isTTY;
+  // In raw mode Ctrl-C is a byte for the sandbox's terminal; only signals sent to ebp itself
+  // (kill, a closed terminal) are forwarded.
+  const unforward = forwardSignals(terminal ? ['SIGTERM', 'SIGHUP'] : FORWARDED, abort, () => handle);
+  try {
+    if (!terminal) {
+      // Pipes: the sandbox gets our descriptors directly, no copying through this process.
+      handle = await startSandbox(policy, { engine, signal: abort.signal });
       return await handle.exited;
-    } finally {
-      unforward();
     }
+    return await runInTerminal(policy, engine, abort.signal, (started) => {
+      handle = started;
+    });
+  } finally {
+    unforward();
   }
+}
 
+async function runInTerminal(policy: SandboxPolicy, engine: SandboxEngine, signal: AbortSignal, onStart: (handle: SandboxHandle) => void): Promise<SandboxExit> {
+  const stdin = process.stdin;
+  const stdout = process.stdout;
   const pty = openPty({ cols: stdout.columns, rows: stdout.rows });
   let handle: SandboxHandle;
   try {
-    handle = await startSandbox(policy, { engine, stdin: pty.slaveFd, stdout: pty.slaveFd, stderr: pty.slaveFd, terminal: true });
+    handle = await startSandbox(policy, { engine, stdin: pty.slaveFd, stdout: pty.slaveFd, stderr: pty.slaveFd, terminal: true, signal });
   } finally {
     pty.closeSlave();
   }
+  onStart(handle);
   stdin.setRawMode(true);
   // libuv's raw mode keeps output post-processing (\n → \r\n); the sandbox's own terminal already
   // did that, so turn it off as ssh does. setRawMode(false) restores the saved settings.
@@ -53,13 +72,9 @@ export async function runInTerminalOrPipes(policy: SandboxPolicy, engine: Sandbo
     pty.resize({ cols: stdout.columns, rows: stdout.rows });
   };
   stdout.on('resize', onResize);
-  // In raw mode Ctrl-C is a byte for the sandbox's terminal; only signals sent to ebp itself
-  // (kill, a closed terminal) are forwarded.
-  const unforward = forwardSignals(handle, ['SIGTERM', 'SIGHUP']);
   try {
     return await handle.exited;
   } finally {
-    unforward();
     stdout.off('resize', onResize);
     stdin.unpipe(pty.master);
     stdin.setRawMode(false);

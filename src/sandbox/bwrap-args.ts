@@ -14,9 +14,19 @@ export const FD = {
   block: 5,
   /** The launch shim writes one byte here just before exec: setup succeeded. */
   ready: 6,
+  /** The launcher in front of bwrap waits for a line here: its cgroup is joined. */
+  launch: 7,
   /** First of the generated /etc files. */
-  firstData: 7,
+  firstData: 8,
 } as const;
+
+/**
+ * Runs on the host in front of bwrap: waits until the daemon has put it into the sandbox's
+ * cgroup, closes that descriptor, then execs bwrap. bwrap thus creates the cgroup namespace
+ * inside the sandbox's own cgroup, so the sandbox sees "/" there and nothing of the host's
+ * cgroup layout, and every process of the sandbox (bwrap's monitor included) is accounted.
+ */
+export const LAUNCHER_SHIM = `read _ <&${FD.launch}; exec "$@" ${FD.launch}<&-`;
 
 /**
  * A tiny POSIX-sh shim between bwrap and the command. It reports that setup succeeded (so a

@@ -1,8 +1,8 @@
 // From what a person asks for (command line, later the SSH request and the web page) to a
 // validated SandboxPolicy. Every path and size is checked here, at the boundary.
-import { chownSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { lchownSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { basename, isAbsolute, normalize, relative } from 'node:path';
+import { basename, dirname, isAbsolute, normalize, relative } from 'node:path';
 import { EbpError, errnoCode } from '../lib/errors.js';
 import {
   cleanEnvironment,
@@ -96,10 +96,29 @@ function resolveShare(spec: ShareSpec, home: string): Share {
 /**
  * A persistent home must belong to the host uid that runs the sandbox. We create it when it is
  * missing; an existing one owned by someone else is refused, never chowned (that would hand
- * another account's files to sandboxed code). A symlink is refused: it could point anywhere.
+ * another account's files to sandboxed code).
+ * Threat: a sandbox plants symlinks in a home it can write (`~/rootlink -> /`); a later home
+ * path that passes through it would make us create and chown a folder anywhere as root. So no
+ * component of the path may be a symlink, its parent must already exist, and the parent must
+ * not be writable by the sandbox uid (which could swap it for a symlink between check and use).
  */
 export function preparePersistentHome(dir: string, identity: HostIdentity): string {
-  const path = normalize(isAbsolute(dir) ? dir : `${process.cwd()}/${dir}`);
+  const path = normalize(isAbsolute(dir) ? dir : `${process.cwd()}/${dir}`).replace(/\/+$/, '');
+  if (path === '') throw new EbpError('USAGE', 'the root folder cannot be a home');
+  const parent = dirname(path);
+  let realParent: string;
+  try {
+    realParent = realpathSync(parent);
+  } catch (error) {
+    throw new EbpError('USAGE', `the folder for home "${dir}" does not exist: ${parent}`, { cause: error, hint: `create it first: mkdir -p ${parent}` });
+  }
+  if (realParent !== parent) {
+    throw new EbpError('USAGE', `home "${dir}" passes through a symlink (${parent} is really ${realParent})`, { hint: 'give the real path, with no symlink in it' });
+  }
+  const parentStat = lstatSync(parent);
+  if (identity.switchUser && parentStat.uid === identity.uid) {
+    throw new EbpError('USAGE', `home "${dir}" lies inside a folder that sandboxes can write (${parent})`, { hint: 'keep persistent homes in a folder owned by root or by you' });
+  }
   try {
     const stat = lstatSync(path);
     if (stat.isSymbolicLink() || !stat.isDirectory()) {
@@ -114,8 +133,9 @@ export function preparePersistentHome(dir: string, identity: HostIdentity): stri
   } catch (error) {
     if (errnoCode(error) !== 'ENOENT') throw error;
   }
-  mkdirSync(path, { recursive: true, mode: 0o700 });
-  if (identity.switchUser) chownSync(path, identity.uid, identity.gid);
+  mkdirSync(path, { mode: 0o700 });
+  // lchown: had anything replaced the new folder, we would change the link, not its target.
+  if (identity.switchUser) lchownSync(path, identity.uid, identity.gid);
   return path;
 }
 

@@ -7,7 +7,7 @@ import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { EbpError } from '../lib/errors.js';
 import { formatSize } from '../lib/units.js';
-import { buildBwrapArgs, FD } from './bwrap-args.js';
+import { buildBwrapArgs, FD, LAUNCHER_SHIM } from './bwrap-args.js';
 import type { CgroupStats, SandboxCgroup } from './cgroup/index.js';
 import { defaultEngine, type SandboxEngine } from './engine.js';
 import { attachNat, natAddresses, type NatHandle } from './network.js';
@@ -101,19 +101,19 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
     dnsAddress === undefined ? { layout: engine.layout } : { layout: engine.layout, dnsAddress },
   );
 
+  if (options.signal?.aborted === true) throw new EbpError('SANDBOX_SETUP_FAILED', 'the launch was cancelled before it started');
   let cgroup: SandboxCgroup | undefined;
   if (engine.cgroups !== undefined) cgroup = await engine.cgroups.create(`s-${id}`, policy.limits);
 
   const stdio: StdioOptions = [
     options.stdin ?? 'inherit', options.stdout ?? 'inherit', options.stderr ?? 'inherit',
-    'pipe', 'pipe', 'pipe', 'pipe',
+    'pipe', 'pipe', 'pipe', 'pipe', 'pipe',
     ...plan.dataFiles.map(() => 'pipe' as const),
   ];
-  const prefix = rlimitPrefix(engine, policy);
-  const [program, ...programArgs] = prefix.length > 0 ? [...prefix, engine.bwrap, ...plan.args] : [engine.bwrap, ...plan.args];
+  const bwrapArgv = [...rlimitPrefix(engine, policy), engine.bwrap, ...plan.args];
   let child: ChildProcess;
   try {
-    child = spawn(program ?? engine.bwrap, programArgs, {
+    child = spawn('/bin/sh', ['-c', LAUNCHER_SHIM, 'ebp-launch', ...bwrapArgv], {
       stdio,
       env: { ...policy.env },
       // Threat: bwrap run as root with a user namespace maps the sandbox to host root.
@@ -125,13 +125,10 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
   }
 
   const pipe = (fd: number): Readable & Writable => child.stdio[fd] as Readable & Writable;
-  for (const fd of [FD.seccomp, FD.status, FD.block, FD.ready]) pipe(fd).on('error', () => undefined);
+  const lastFd = FD.firstData + plan.dataFiles.length;
+  for (let fd = FD.seccomp; fd < lastFd; fd += 1) pipe(fd).on('error', () => undefined);
   pipe(FD.seccomp).end(engine.seccomp);
-  plan.dataFiles.forEach((content, index) => {
-    const stream = pipe(FD.firstData + index);
-    stream.on('error', () => undefined);
-    stream.end(content);
-  });
+  plan.dataFiles.forEach((content, index) => pipe(FD.firstData + index).end(content));
 
   let sandboxPid: number | undefined;
   let commandPid: number | undefined;
@@ -144,31 +141,41 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
 
   const killAll = (): void => {
     // SIGKILL to bwrap's monitor: --die-with-parent then kills the sandbox's pid 1, and with it
-    // the whole pid namespace; the cgroup kill below catches anything else.
+    // the whole pid namespace; the cgroup kill at teardown catches anything else.
     child.kill('SIGKILL');
   };
+  const fail = (error: unknown): void => {
+    setupError ??= error instanceof EbpError ? error.message : String(error);
+    killAll();
+  };
+  const cancelStart = (): void => {
+    if (!ready) fail(new EbpError('SANDBOX_SETUP_FAILED', 'the launch was cancelled before it started'));
+  };
+  // The signal may have fired while the cgroup was being made (TypeScript cannot see that).
+  if ((options.signal as AbortSignal | undefined)?.aborted ?? false) cancelStart();
+  else options.signal?.addEventListener('abort', cancelStart, { once: true });
 
-  // bwrap reports the sandbox's pid; we put it in its cgroup and network before releasing it.
+  // The launcher joins the cgroup first; only then may it exec bwrap.
+  const pid = child.pid;
+  if (pid === undefined) fail('bwrap could not be started');
+  else if (cgroup === undefined) pipe(FD.launch).end('\n');
+  else cgroup.addProcess(pid).then(() => pipe(FD.launch).end('\n'), fail);
+
+  // Without NAT nothing needs doing between namespace creation and exec: release at once.
+  if (policy.network !== 'nat') pipe(FD.block).end('x');
   let statusText = '';
   pipe(FD.status).on('data', (chunk: Buffer) => {
     if (sandboxPid !== undefined) return;
     statusText += chunk.toString();
     const match = /"child-pid"\s*:\s*(\d+)/.exec(statusText);
     if (match?.[1] === undefined) return;
-    sandboxPid = Number(match[1]);
-    const pid = sandboxPid;
-    void (async () => {
-      try {
-        await cgroup?.addProcess(pid);
-        if (policy.network === 'nat' && engine.slirp !== undefined) {
-          nat = await attachNat(pid, { slirp: engine.slirp, cidr: engine.natCidr, identity: engine.identity });
-        }
-        pipe(FD.block).end('x');
-      } catch (error) {
-        setupError = error instanceof EbpError ? error.message : String(error);
-        killAll();
-      }
-    })();
+    const sandbox = Number(match[1]);
+    sandboxPid = sandbox;
+    if (policy.network !== 'nat' || engine.slirp === undefined) return;
+    attachNat(sandbox, { slirp: engine.slirp, cidr: engine.natCidr, identity: engine.identity }).then((handle) => {
+      nat = handle;
+      pipe(FD.block).end('x');
+    }, fail);
   });
 
   const readySeen = new Promise<void>((resolve) => {
@@ -195,7 +202,7 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
     child.once('exit', () => {
       // Our ends of the control descriptors: nothing reads them to EOF, so end them here or
       // 'close' (which waits for every stdio stream) never comes.
-      for (let fd = FD.seccomp; fd < FD.firstData + plan.dataFiles.length; fd += 1) pipe(fd).destroy();
+      for (let fd = FD.seccomp; fd < lastFd; fd += 1) pipe(fd).destroy();
     });
     child.once('close', (code, signal) => {
       void (async () => {

@@ -790,7 +790,7 @@ test('30 symlinks planted in a persistent home point into the sandbox\'s own vie
   for (const link of ['evil', 'rootlink', 'etclink']) {
     const refused = await sandbox(['true'], ['--home', join(home, link)]);
     assert.equal(refused.code, 2, `--home ${link}: ${refused.stderr}`);
-    assert.match(refused.stderr, /not a plain directory/);
+    assert.match(refused.stderr, /not a plain directory|inside a folder that sandboxes can write/);
   }
 });
 

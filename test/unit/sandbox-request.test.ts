@@ -32,18 +32,29 @@ test('share targets cannot cover the system or escape with ..', () => {
   assert.equal(validateShareTarget('/mnt/data'), '/mnt/data');
 });
 
-test('a persistent home that is a symlink is refused; a missing one is created 0700', () => {
+test('a persistent home that is a symlink, or passes through one, is refused; a missing one is created 0700', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ebp-home-'));
   mkdirSync(join(dir, 'real'));
   symlinkSync('/etc', join(dir, 'link'));
+  symlinkSync('/', join(dir, 'rootlink'));
   assert.throws(() => preparePersistentHome(join(dir, 'link'), me), /not a plain directory/);
+  assert.throws(() => preparePersistentHome(join(dir, 'rootlink', 'tmp', 'victim'), me), /symlink/);
+  assert.throws(() => preparePersistentHome(join(dir, 'missing', 'home'), me), /does not exist/);
   const made = preparePersistentHome(join(dir, 'new'), me);
   assert.equal(made, join(dir, 'new'));
   assert.equal(preparePersistentHome(join(dir, 'real'), me), join(dir, 'real'));
 });
 
+test('a home inside a folder the sandbox uid can write is refused when ebp switches users', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ebp-home-'));
+  assert.throws(() => preparePersistentHome(join(dir, 'h'), { ...me, switchUser: true }), /inside a folder that sandboxes can write/);
+});
+
 test('a home owned by another uid is refused, never chowned', () => {
-  assert.throws(() => preparePersistentHome('/', { ...me, uid: 4242 }), /belongs to uid/);
+  const dir = mkdtempSync(join(tmpdir(), 'ebp-home-'));
+  mkdirSync(join(dir, 'theirs'));
+  assert.throws(() => preparePersistentHome(join(dir, 'theirs'), { ...me, uid: 4242 }), /belongs to uid/);
+  assert.throws(() => preparePersistentHome('/', me), /root folder/);
 });
 
 test('policies have safe defaults', () => {
