@@ -101,7 +101,8 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
     dnsAddress === undefined ? { layout: engine.layout } : { layout: engine.layout, dnsAddress },
   );
 
-  if (options.signal?.aborted === true) throw new EbpError('SANDBOX_SETUP_FAILED', 'the launch was cancelled before it started');
+  const isAborted = (): boolean => options.signal?.aborted === true;
+  if (isAborted()) throw new EbpError('SANDBOX_SETUP_FAILED', 'the launch was cancelled before it started');
   let cgroup: SandboxCgroup | undefined;
   if (engine.cgroups !== undefined) cgroup = await engine.cgroups.create(`s-${id}`, policy.limits);
 
@@ -151,8 +152,8 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
   const cancelStart = (): void => {
     if (!ready) fail(new EbpError('SANDBOX_SETUP_FAILED', 'the launch was cancelled before it started'));
   };
-  // The signal may have fired while the cgroup was being made (TypeScript cannot see that).
-  if ((options.signal as AbortSignal | undefined)?.aborted ?? false) cancelStart();
+  // The signal may have fired while the cgroup was being made.
+  if (isAborted()) cancelStart();
   else options.signal?.addEventListener('abort', cancelStart, { once: true });
 
   // The launcher joins the cgroup first; only then may it exec bwrap.
