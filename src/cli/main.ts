@@ -3,11 +3,34 @@
 import { EbpError } from '../lib/errors.js';
 import { GLOBAL_OPTIONS, formatOptions, parseArgs } from './args.js';
 import { commandHelp, contextFor, type Command } from './command.js';
-import { doctorCommand } from './commands/doctor.js';
-import { sandboxCommand } from './commands/sandbox.js';
-import { setupCommand } from './commands/setup.js';
 
-const COMMANDS: readonly Command[] = [sandboxCommand, doctorCommand, setupCommand];
+/**
+ * Commands are loaded on use: a launch should not pay for the sandbox engine's FFI or the SSH
+ * library, so each command module is imported only when it runs.
+ */
+interface CommandEntry {
+  readonly name: string;
+  readonly summary: string;
+  readonly load: () => Promise<Command>;
+}
+
+const COMMANDS: readonly CommandEntry[] = [
+  { name: 'up', summary: 'run the daemon: share this machine\'s apps with peers', load: async () => (await import('./commands/up.js')).upCommand },
+  { name: 'run', summary: 'run an app on a peer, here in this terminal', load: async () => (await import('./commands/run.js')).runCommand },
+  { name: 'apps', summary: 'list the apps a peer shares (or this machine\'s own)', load: async () => (await import('./commands/apps.js')).appsCommand },
+  { name: 'id', summary: 'show this machine\'s name and key fingerprint (its peer id)', load: async () => (await import('./commands/id.js')).idCommand },
+  { name: 'trust', summary: 'trust a peer\'s key: its launches run without asking', load: async () => (await import('./commands/trust.js')).trustCommand },
+  { name: 'untrust', summary: 'stop trusting a key (by fingerprint, prefix or name)', load: async () => (await import('./commands/trust.js')).untrustCommand },
+  { name: 'trusted', summary: 'list the trusted keys', load: async () => (await import('./commands/trust.js')).trustedCommand },
+  { name: 'requests', summary: 'list launches waiting for your approval', load: async () => (await import('./commands/requests.js')).requestsCommand },
+  { name: 'allow', summary: 'allow a pending launch (--always: trust that key from now on)', load: async () => (await import('./commands/requests.js')).allowCommand },
+  { name: 'deny', summary: 'deny a pending launch', load: async () => (await import('./commands/requests.js')).denyCommand },
+  { name: 'sessions', summary: 'list the apps peers are running on this host', load: async () => (await import('./commands/sessions.js')).sessionsCommand },
+  { name: 'stop', summary: 'end a running session', load: async () => (await import('./commands/sessions.js')).stopCommand },
+  { name: 'sandbox', summary: 'run a command in a fresh sandbox, exactly as a remote launch runs', load: async () => (await import('./commands/sandbox.js')).sandboxCommand },
+  { name: 'doctor', summary: 'check this host: sandbox engine, namespaces, cgroups, seccomp, files, X', load: async () => (await import('./commands/doctor.js')).doctorCommand },
+  { name: 'setup', summary: 'prepare this host once, as root (sandbox user, cgroups, state folders)', load: async () => (await import('./commands/setup.js')).setupCommand },
+];
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((command) => command.name.length)) + 2;
@@ -47,14 +70,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     const { name, rest } = findCommand(argv);
     if (name === undefined || name === 'help') {
       const topic = name === 'help' ? COMMANDS.find((command) => command.name === rest[0]) : undefined;
-      process.stdout.write(topic === undefined ? topHelp() : commandHelp(topic));
+      process.stdout.write(topic === undefined ? topHelp() : commandHelp(await topic.load()));
       if (name === undefined && !rest.includes('--help') && !rest.includes('-h')) return 2;
       return 0;
     }
-    const command = COMMANDS.find((candidate) => candidate.name === name);
-    if (command === undefined) {
+    const entry = COMMANDS.find((candidate) => candidate.name === name);
+    if (entry === undefined) {
       throw new EbpError('USAGE', `unknown command "${name}"`, { hint: `commands: ${COMMANDS.map((c) => c.name).join(', ')}; see ebp --help` });
     }
+    const command = await entry.load();
     const args = parseArgs(rest, command.options, command.stopAtOperand === true ? { stopAtOperand: true } : {});
     if (args.values['help'] === true) {
       process.stdout.write(commandHelp(command));

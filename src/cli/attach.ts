@@ -1,0 +1,45 @@
+// Connects the person's terminal or pipes to a process on a peer: raw mode and resizes for a
+// terminal, signals forwarded, the terminal restored however the session ends.
+import { spawnSync } from 'node:child_process';
+import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
+
+export function localTerminal(): { term: string; cols: number; rows: number } | undefined {
+  if (!process.stdin.isTTY || !process.stdout.isTTY) return undefined;
+  return { term: process.env['TERM'] ?? 'xterm-256color', cols: process.stdout.columns, rows: process.stdout.rows };
+}
+
+const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+
+export async function attach(remote: RemoteProcess, options: { terminal: boolean }): Promise<{ status: number; exit: RemoteExit }> {
+  const { stdin, stdout, stderr } = process;
+  const cleanups: (() => void)[] = [];
+  if (options.terminal && stdin.isTTY) {
+    stdin.setRawMode(true);
+    spawnSync('stty', ['-opost'], { stdio: ['inherit', 'ignore', 'ignore'] });
+    cleanups.push(() => stdin.setRawMode(false));
+    const onResize = (): void => {
+      remote.resize(stdout.columns, stdout.rows);
+    };
+    stdout.on('resize', onResize);
+    cleanups.push(() => stdout.off('resize', onResize));
+  }
+  // Signals sent to this process (not keys typed in raw mode) go on to the app.
+  for (const signal of options.terminal ? (['SIGTERM', 'SIGHUP'] as const) : FORWARDED) {
+    const listener = (): void => {
+      remote.signal(signal.slice(3));
+    };
+    process.on(signal, listener);
+    cleanups.push(() => process.off(signal, listener));
+  }
+  stdin.pipe(remote.stdin);
+  remote.stdout.pipe(stdout, { end: false });
+  remote.stderr.pipe(stderr, { end: false });
+  try {
+    const exit = await remote.exit;
+    return { status: exitStatus(exit), exit };
+  } finally {
+    for (const cleanup of cleanups.reverse()) cleanup();
+    stdin.unpipe(remote.stdin);
+    stdin.pause();
+  }
+}

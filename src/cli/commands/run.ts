@@ -1,0 +1,37 @@
+// `ebp run PEER APP [ARGS...]`: run an app on a peer with the local terminal or pipes.
+import { EbpError } from '../../lib/errors.js';
+import { attach, localTerminal } from '../attach.js';
+import type { Command } from '../command.js';
+import { launchOnPeer, localeEnv } from '../peer-access.js';
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'run an app on a peer, here in this terminal',
+  usage: 'ebp run PEER APP [ARGS...]',
+  description: `
+Runs APP on PEER (HOST:PORT) in a fresh sandbox there. With a terminal, the app gets a terminal
+of its own on the peer, connected to this one (raw mode, resizes); otherwise stdin, stdout and
+stderr are plain streams. Arguments are passed as data: the peer never gives them to a shell.
+
+When the local daemon runs, the launch goes through its open connection to the peer (no new
+handshake). On first contact the peer's key is remembered; a changed key is refused.
+
+Exit status: the app's own; 128+N when it was killed by signal N; 255 when the peer cannot be
+reached or the session breaks (the message says which); 1 when the owner denied the launch or
+did not answer in time.`,
+  stopAtOperand: true,
+  options: {},
+  async run({ args, paths, stderr }) {
+    const [peer, app, ...rest] = args.operands;
+    if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run HOST:PORT APP [ARGS...]; see the apps with `ebp apps HOST:PORT`' });
+    const pty = localTerminal();
+    const launch = await launchOnPeer(paths, { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }) });
+    try {
+      const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined });
+      if (exit.kind === 'broken') stderr.write(`ebp: ${exit.message}\n`);
+      return status;
+    } finally {
+      launch.done();
+    }
+  },
+};

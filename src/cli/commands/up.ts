@@ -1,0 +1,57 @@
+// `ebp up`: run the daemon in the foreground until SIGINT/SIGTERM.
+import { EbpError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/log.js';
+import { integerOption, stringOption } from '../args.js';
+import type { Command } from '../command.js';
+
+export const upCommand: Command = {
+  name: 'up',
+  summary: 'run the daemon: share this machine\'s apps with peers',
+  usage: 'ebp up [--name NAME] [--port N] [--listen ADDR] [--config FILE] [--log-format text|json]',
+  description: `
+Runs the eBrainPool daemon in the foreground. It shares this machine's applications over SSH
+(public-key authentication only; every launch in a fresh sandbox), answers the local CLI on a
+Unix socket in its runtime folder, and keeps connections to peers open for fast launches.
+Logs one line per event on stderr. SIGINT or SIGTERM end every running session cleanly, then
+the daemon.
+
+On first start it makes this machine's Ed25519 identity (see \`ebp id\`). The configuration is
+read from FILE or from config.toml in the configuration folder; a bad key or value is an error
+that names it.`,
+  options: {
+    name: { type: 'string', value: 'NAME', description: 'display name (default: from the config, else user@hostname)' },
+    port: { type: 'string', value: 'N', description: 'SSH port (default 20101; 0 picks a free one and says which)' },
+    listen: { type: 'string', value: 'ADDR', description: 'listen only on this address (default: all)' },
+    config: { type: 'string', value: 'FILE', description: 'configuration file (TOML)' },
+    'log-format': { type: 'string', value: 'FORMAT', description: 'text (default) or json' },
+  },
+  async run({ args, paths }) {
+    const format = stringOption(args, 'log-format') ?? 'text';
+    if (format !== 'text' && format !== 'json') throw new EbpError('USAGE', `--log-format must be text or json (got "${format}")`);
+    const log = createLogger(format);
+    const port = integerOption(args, 'port', { min: 0, max: 65535 });
+    const name = stringOption(args, 'name');
+    const listen = stringOption(args, 'listen');
+    const config = stringOption(args, 'config');
+    const { Daemon } = await import('../../daemon/daemon.js');
+    const daemon = await Daemon.start({
+      paths, log,
+      ...(port === undefined ? {} : { port }),
+      ...(name === undefined ? {} : { name }),
+      ...(listen === undefined ? {} : { host: listen }),
+      ...(config === undefined ? {} : { configFile: config }),
+    });
+    process.stdout.write(`ebp: sharing ${daemon.catalog.apps.length} apps as "${daemon.name}" on port ${daemon.port} (${daemon.identity.fingerprint})\n`);
+    await new Promise<void>((resolve) => {
+      const stop = (signal: NodeJS.Signals): void => {
+        log('signal', { signal });
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        void daemon.close().then(resolve);
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    return 0;
+  },
+};

@@ -1,0 +1,55 @@
+// How the CLI reaches a peer: through the local daemon's shared connection when it runs (no
+// handshake), otherwise directly with this machine's identity.
+import type { StatePaths } from '../config/paths.js';
+import { callDaemon, connectControl, controlSocketPath, readAnswer, throwIfError } from '../control/client.js';
+import { framedProcess } from '../control/frames.js';
+import { EbpError } from '../lib/errors.js';
+import type { RemoteProcess } from '../transport/remote-process.js';
+
+export const DEFAULT_PEER_PORT = 20101;
+
+export interface PeerLaunch {
+  readonly remote: RemoteProcess;
+  /** Release the connection once the launch is over (direct launches only). */
+  readonly done: () => void;
+}
+
+export interface LaunchSpec {
+  readonly peer: string;
+  readonly command: readonly string[];
+  readonly pty?: { readonly term: string; readonly cols: number; readonly rows: number };
+  readonly env: Readonly<Record<string, string>>;
+}
+
+export function localeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && (key === 'LANG' || /^LC_[A-Z]+$/.test(key))) out[key] = value;
+  }
+  return out;
+}
+
+export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec): Promise<PeerLaunch> {
+  const socket = await connectControl(controlSocketPath(paths.runtimeDir));
+  if (socket !== undefined) {
+    socket.write(`${JSON.stringify({ op: 'run', params: spec })}\n`);
+    const { answer, leftover } = await readAnswer(socket);
+    throwIfError(answer);
+    socket.resume();
+    return { remote: framedProcess(socket, leftover), done: () => socket.destroy() };
+  }
+  // No local daemon: this process dials the peer itself (loaded only now: it is the slow path).
+  const direct = await import('./peer-direct.js');
+  return direct.launchDirect(paths, spec);
+}
+
+/** A query (ebp:apps) to a peer, through the daemon when it runs. */
+export async function queryPeer(paths: StatePaths, peer: string, query: string): Promise<string> {
+  try {
+    return String(await callDaemon(paths.runtimeDir, 'query', { peer, query }));
+  } catch (error) {
+    if (!(error instanceof EbpError) || error.code !== 'DAEMON_NOT_RUNNING') throw error;
+  }
+  const direct = await import('./peer-direct.js');
+  return direct.queryDirect(paths, peer, query);
+}

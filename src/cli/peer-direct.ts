@@ -1,0 +1,33 @@
+// The CLI dialling a peer itself, for when no local daemon runs.
+import type { StatePaths } from '../config/paths.js';
+import { loadOrCreateIdentity } from '../peer/identity.js';
+import { KnownHosts } from '../peer/known-hosts.js';
+import { loadConfig, defaultConfigFile } from '../config/load.js';
+import { channelProcess } from '../transport/remote-process.js';
+import { joinShellWords } from '../transport/shell-words.js';
+import { connectPeer, endpointText, parseEndpoint, type PeerConnection } from '../transport/ssh-client.js';
+import { DEFAULT_PEER_PORT, type LaunchSpec, type PeerLaunch } from './peer-access.js';
+
+async function connect(paths: StatePaths, peer: string): Promise<PeerConnection> {
+  const [identity, knownHosts, config] = await Promise.all([
+    loadOrCreateIdentity(paths.stateDir),
+    KnownHosts.open(paths.stateDir),
+    loadConfig(defaultConfigFile(paths.configDir)),
+  ]);
+  return connectPeer(parseEndpoint(peer, DEFAULT_PEER_PORT), { identity, knownHosts, username: config.name });
+}
+
+export async function launchDirect(paths: StatePaths, spec: LaunchSpec): Promise<PeerLaunch> {
+  const connection = await connect(paths, spec.peer);
+  const channel = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env });
+  return { remote: channelProcess(channel, endpointText(connection.endpoint)), done: () => { connection.close(); } };
+}
+
+export async function queryDirect(paths: StatePaths, peer: string, query: string): Promise<string> {
+  const connection = await connect(paths, peer);
+  try {
+    return await connection.query(query);
+  } finally {
+    connection.close();
+  }
+}

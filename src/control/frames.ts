@@ -1,0 +1,164 @@
+// Framing for a launch relayed through the local daemon's control socket: a type byte, a
+// 32-bit length, the payload. Stdin, stdout and stderr stay separate streams with backpressure.
+import { Readable, Writable } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { RemoteExit, RemoteProcess } from '../transport/remote-process.js';
+
+export const Frame = {
+  stdin: 0,
+  stdout: 1,
+  stderr: 2,
+  stdinEnd: 3,
+  resize: 4,
+  signal: 5,
+  exit: 6,
+} as const;
+export type FrameType = (typeof Frame)[keyof typeof Frame];
+
+const MAX_FRAME = 1024 * 1024;
+
+export function encodeFrame(type: FrameType, payload: Buffer | string = Buffer.alloc(0)): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const header = Buffer.allocUnsafe(5);
+  header.writeUInt8(type, 0);
+  header.writeUInt32BE(body.length, 1);
+  return Buffer.concat([header, body]);
+}
+
+/** Incremental decoder: feed chunks, get whole frames. Throws on an oversized or unknown frame. */
+export class FrameDecoder {
+  #buffer: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): { type: FrameType; payload: Buffer }[] {
+    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
+    const frames: { type: FrameType; payload: Buffer }[] = [];
+    while (this.#buffer.length >= 5) {
+      const type = this.#buffer.readUInt8(0);
+      const length = this.#buffer.readUInt32BE(1);
+      if (type > Frame.exit || length > MAX_FRAME) throw new Error(`bad control frame (type ${type}, length ${length})`);
+      if (this.#buffer.length < 5 + length) break;
+      frames.push({ type: type as FrameType, payload: this.#buffer.subarray(5, 5 + length) });
+      this.#buffer = this.#buffer.subarray(5 + length);
+    }
+    return frames;
+  }
+}
+
+/** Writes typed frames to a socket with backpressure: resolves the callback once flushed. */
+function frameWriter(socket: Socket, type: FrameType, onEnd?: () => void): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (socket.write(encodeFrame(type, chunk))) callback();
+      else socket.once('drain', () => { callback(); });
+    },
+    final(callback) {
+      onEnd?.();
+      callback();
+    },
+  });
+}
+
+/**
+ * Both ends of a relayed launch speak the same frames; `side` says which streams are ours.
+ * On the person's side (client) stdin goes out and stdout/stderr come in.
+ */
+export function framedProcess(socket: Socket, leftover: Buffer): RemoteProcess {
+  const stdout = new Readable({ read: () => socket.resume() });
+  const stderr = new Readable({ read: () => socket.resume() });
+  const stdin = frameWriter(socket, Frame.stdin, () => socket.write(encodeFrame(Frame.stdinEnd)));
+  const decoder = new FrameDecoder();
+  const exit = new Promise<RemoteExit>((resolve) => {
+    let result: RemoteExit | undefined;
+    const onData = (chunk: Buffer): void => {
+      let frames;
+      try {
+        frames = decoder.push(chunk);
+      } catch (error) {
+        result = { kind: 'broken', message: error instanceof Error ? error.message : String(error) };
+        socket.destroy();
+        return;
+      }
+      for (const { type, payload } of frames) {
+        if (type === Frame.stdout && !stdout.push(payload)) socket.pause();
+        else if (type === Frame.stderr && !stderr.push(payload)) socket.pause();
+        else if (type === Frame.exit) result = JSON.parse(payload.toString()) as RemoteExit;
+      }
+    };
+    socket.on('data', onData);
+    socket.on('error', () => undefined);
+    socket.once('close', () => {
+      stdout.push(null);
+      stderr.push(null);
+      resolve(result ?? { kind: 'broken', message: 'the local daemon went away during the launch' });
+    });
+    if (leftover.length > 0) onData(leftover);
+  });
+  return {
+    stdin,
+    stdout,
+    stderr,
+    resize(cols, rows) {
+      socket.write(encodeFrame(Frame.resize, JSON.stringify({ cols, rows })));
+    },
+    signal(name) {
+      socket.write(encodeFrame(Frame.signal, JSON.stringify({ name })));
+    },
+    exit,
+  };
+}
+
+/** The daemon's half: relays frames from the socket to a remote process and back. */
+export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: Buffer): Promise<void> {
+  const decoder = new FrameDecoder();
+  const onData = (chunk: Buffer): void => {
+    let frames;
+    try {
+      frames = decoder.push(chunk);
+    } catch {
+      socket.destroy();
+      return;
+    }
+    for (const { type, payload } of frames) {
+      switch (type) {
+        case Frame.stdin:
+          if (!remote.stdin.write(payload)) {
+            socket.pause();
+            remote.stdin.once('drain', () => socket.resume());
+          }
+          break;
+        case Frame.stdinEnd:
+          remote.stdin.end();
+          break;
+        case Frame.resize: {
+          const size = JSON.parse(payload.toString()) as { cols: number; rows: number };
+          remote.resize(size.cols, size.rows);
+          break;
+        }
+        case Frame.signal:
+          remote.signal((JSON.parse(payload.toString()) as { name: string }).name);
+          break;
+        case Frame.stdout:
+        case Frame.stderr:
+        case Frame.exit:
+          // Frames the daemon sends, never receives: a confused or hostile client; ignore.
+          break;
+        default: {
+          const unexpected: never = type;
+          return unexpected;
+        }
+      }
+    }
+  };
+  socket.on('data', onData);
+  if (leftover.length > 0) onData(leftover);
+  remote.stdout.pipe(frameWriter(socket, Frame.stdout));
+  remote.stderr.pipe(frameWriter(socket, Frame.stderr));
+  const outputs = [remote.stdout, remote.stderr].map((stream) => new Promise<void>((resolve) => {
+    stream.once('end', resolve);
+    stream.once('close', resolve);
+  }));
+  return remote.exit.then(async (exit) => {
+    await Promise.race([Promise.all(outputs), new Promise((resolve) => setTimeout(resolve, 1000))]);
+    socket.end(encodeFrame(Frame.exit, JSON.stringify(exit)));
+  });
+}

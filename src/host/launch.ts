@@ -1,0 +1,210 @@
+// The host side of a launch, free of any transport: is this peer allowed to run this app, then a
+// fresh sandbox for it with the app's own settings, registered as a session and audited.
+// The SSH server and the web page both call this.
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildLaunchArgv, type Catalog, type SharedApp } from '../catalog/catalog.js';
+import { EbpError } from '../lib/errors.js';
+import { openPty, type Pty, type TerminalSize } from '../lib/pty.js';
+import type { AuditLog } from '../peer/audit.js';
+import type { TrustStore } from '../peer/trust-store.js';
+import type { SandboxEngine } from '../sandbox/engine.js';
+import { buildPolicy } from '../sandbox/request.js';
+import { startSandbox, type SandboxExit, type SandboxHandle } from '../sandbox/runner.js';
+import type { Approvals, PendingRequest } from './approvals.js';
+import type { Sessions } from './sessions.js';
+
+export type ApprovalPolicy = 'ask' | 'trusted-only' | 'open';
+
+/** Who asks: proven by the SSH public-key signature; the name is only what they claim. */
+export interface PeerIdentity {
+  readonly fingerprint: string;
+  /** OpenSSH public key line, kept so that "Always" can trust it. */
+  readonly publicKey: string;
+  readonly claimedName: string;
+}
+
+export interface LaunchRequest {
+  readonly peer: PeerIdentity;
+  readonly appId: string;
+  readonly args: readonly string[];
+  /** Client environment; only locale variables (and TERM with a terminal) pass. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly terminal?: TerminalSize & { readonly term: string };
+}
+
+export interface LaunchHooks {
+  /** Called when the launch waits for the owner's decision. */
+  readonly onWaiting?: (request: PendingRequest) => void;
+  /** Aborting cancels a pending approval or stops the session. */
+  readonly signal?: AbortSignal;
+}
+
+export type SessionIo =
+  | { readonly kind: 'terminal'; readonly pty: Pty }
+  | { readonly kind: 'pipes' };
+
+export interface Session {
+  readonly id: string;
+  readonly app: SharedApp;
+  readonly handle: SandboxHandle;
+  readonly io: SessionIo;
+  readonly done: Promise<SandboxExit>;
+}
+
+export interface HostServices {
+  readonly catalog: () => Catalog;
+  readonly trust: TrustStore;
+  readonly approvals: Approvals;
+  readonly sessions: Sessions;
+  readonly audit: AuditLog;
+  readonly engine: SandboxEngine;
+  readonly approvalPolicy: () => ApprovalPolicy;
+  readonly stateDir: string;
+}
+
+type Authorization = 'trusted' | 'open' | 'allowed';
+
+const NAME_SAFE = /[^\p{L}\p{N} ._@()-]/gu;
+
+/** A peer's claimed name, made safe to show and log (it is only a claim). */
+export function displayName(claimed: string): string {
+  const clean = claimed.replace(NAME_SAFE, '').trim().slice(0, 63);
+  return clean === '' ? 'unknown' : clean;
+}
+
+export class LaunchService {
+  readonly #host: HostServices;
+
+  constructor(host: HostServices) {
+    this.#host = host;
+  }
+
+  /** The app as shared, or APP_NOT_SHARED naming it. */
+  app(appId: string): SharedApp {
+    const app = this.#host.catalog().get(appId);
+    if (app === undefined) {
+      throw new EbpError('APP_NOT_SHARED', `"${appId.slice(0, 128)}" is not an app this machine shares`, { hint: 'list the shared apps with `ebp apps PEER`' });
+    }
+    return app;
+  }
+
+  async authorize(peer: PeerIdentity, app: SharedApp, hooks: LaunchHooks = {}): Promise<Authorization> {
+    if (this.#host.trust.find(peer.fingerprint) !== undefined) return 'trusted';
+    const policy = this.#host.approvalPolicy();
+    switch (policy) {
+      case 'open':
+        return 'open';
+      case 'trusted-only':
+        await this.#audit(peer, app, 'denied');
+        throw new EbpError('PEER_UNTRUSTED', `this host runs apps only for keys it trusts, and ${peer.fingerprint} is not one of them`, {
+          hint: 'ask the owner to run `ebp trust --key "<your public key>"` (see `ebp id --public-key`)',
+        });
+      case 'ask': {
+        const outcome = await this.#host.approvals.request(
+          { peerId: peer.fingerprint, peerName: displayName(peer.claimedName), app: app.id, appName: app.name },
+          { ...(hooks.signal === undefined ? {} : { signal: hooks.signal }), ...(hooks.onWaiting === undefined ? {} : { onAdded: hooks.onWaiting }) },
+        );
+        switch (outcome) {
+          case 'allow':
+            return 'allowed';
+          case 'always':
+            await this.#host.trust.add(peer.publicKey, { name: displayName(peer.claimedName) });
+            return 'allowed';
+          case 'deny':
+            await this.#audit(peer, app, 'denied');
+            throw new EbpError('APPROVAL_DENIED', `the owner denied running ${app.name}`);
+          case 'timeout':
+            await this.#audit(peer, app, 'timeout');
+            throw new EbpError('APPROVAL_TIMEOUT', `the owner did not answer in time; ${app.name} was not started`, { hint: 'try again when the owner is at the machine' });
+          case 'cancelled':
+            throw new EbpError('SESSION_BROKEN', 'the launch was cancelled while waiting for approval');
+          default:
+            return assertNever(outcome);
+        }
+      }
+      default:
+        return assertNever(policy);
+    }
+  }
+
+  /** Authorizes, then starts the app in a fresh sandbox. */
+  async launch(request: LaunchRequest, hooks: LaunchHooks = {}): Promise<Session> {
+    const app = this.app(request.appId);
+    const authorization = await this.authorize(request.peer, app, hooks);
+    if (hooks.signal?.aborted === true) throw new EbpError('SESSION_BROKEN', 'the client went away before the launch');
+    const engine = this.#host.engine;
+    const settings = app.settings;
+    const env: Record<string, string> = {};
+    for (const [key, value] of Object.entries(request.env)) if (key === 'LANG' || key.startsWith('LC_')) env[key] = value;
+    if (request.terminal !== undefined) env['TERM'] = request.terminal.term;
+    const policy = buildPolicy({
+      command: buildLaunchArgv(app, request.args),
+      network: settings.network,
+      memoryBytes: settings.memoryBytes,
+      cpus: settings.cpus,
+      pids: settings.pids,
+      env,
+      ...(settings.persistentHome ? { homeDir: this.#homeFor(request.peer.fingerprint, app.id) } : {}),
+    }, engine.identity);
+
+    let io: SessionIo = { kind: 'pipes' };
+    let handle: SandboxHandle;
+    if (request.terminal === undefined) {
+      handle = await startSandbox(policy, { engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
+    } else {
+      const pty = openPty(request.terminal);
+      try {
+        handle = await startSandbox(policy, { engine, stdin: pty.slaveFd, stdout: pty.slaveFd, stderr: pty.slaveFd, terminal: true });
+      } finally {
+        pty.closeSlave();
+      }
+      io = { kind: 'terminal', pty };
+    }
+    const id = handle.id;
+    const started = Date.now();
+    this.#host.sessions.add({
+      id, handle, app: app.id, peerId: request.peer.fingerprint, peerName: displayName(request.peer.claimedName),
+      startedAt: new Date(started).toISOString(), terminal: io.kind === 'terminal',
+    });
+    hooks.signal?.addEventListener('abort', () => void handle.stop(), { once: true });
+    const done = handle.exited.then(async (exit) => {
+      await this.#audit(request.peer, app, authorization, exit).catch(() => undefined);
+      return exit;
+    });
+    return { id, app, handle, io, done };
+  }
+
+  /** Per peer and app, so that two peers never share a home and one app's files stay its own. */
+  #homeFor(fingerprint: string, appId: string): string {
+    const root = join(this.#host.stateDir, 'homes');
+    mkdirSync(root, { recursive: true, mode: 0o711 });
+    // The sandbox user must traverse the state folder to reach its home; nothing in it is
+    // readable by others (keys and lists are 0600).
+    chmodSync(this.#host.stateDir, 0o711);
+    const peerDir = join(root, createHash('sha256').update(fingerprint).digest('hex').slice(0, 16));
+    mkdirSync(peerDir, { recursive: true, mode: 0o711 });
+    return join(peerDir, appId);
+  }
+
+  async #audit(peer: PeerIdentity, app: SharedApp, decision: Authorization | 'denied' | 'timeout', exit?: SandboxExit): Promise<void> {
+    await this.#host.audit.append({
+      time: new Date().toISOString(),
+      peerId: peer.fingerprint,
+      peerName: displayName(peer.claimedName),
+      app: app.id,
+      decision: decision === 'allowed' ? 'allowed' : decision,
+      ...(exit === undefined ? {} : {
+        exitStatus: exit.code,
+        durationMs: exit.durationMs,
+        ...(exit.stats === undefined ? {} : { peakMemoryBytes: exit.stats.memoryPeakBytes }),
+        oom: exit.reason === 'oom',
+      }),
+    });
+  }
+}
+
+function assertNever(value: never): never {
+  throw new EbpError('INTERNAL', `unexpected value ${String(value)}`);
+}

@@ -1,0 +1,62 @@
+// A process running on a peer, seen from the person's side: streams, resize, signals, and how it
+// ended. Backed by an SSH channel (direct) or by the local daemon's shared connection.
+import type { Readable, Writable } from 'node:stream';
+import type { ClientChannel } from 'ssh2';
+
+export type RemoteExit =
+  | { readonly kind: 'code'; readonly code: number }
+  | { readonly kind: 'signal'; readonly signal: string }
+  | { readonly kind: 'broken'; readonly message: string };
+
+export interface RemoteProcess {
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  resize(cols: number, rows: number): void;
+  signal(name: string): void;
+  readonly exit: Promise<RemoteExit>;
+}
+
+export function channelProcess(channel: ClientChannel, peer: string): RemoteProcess {
+  const exit = new Promise<RemoteExit>((resolve) => {
+    let result: RemoteExit | undefined;
+    channel.on('exit', (code: number | null, signal?: string) => {
+      result = typeof signal === 'string' && signal !== '' ? { kind: 'signal', signal } : { kind: 'code', code: code ?? 255 };
+    });
+    channel.on('close', () => {
+      resolve(result ?? { kind: 'broken', message: `the connection to ${peer} broke before the app finished` });
+    });
+  });
+  return {
+    stdin: channel,
+    stdout: channel,
+    stderr: channel.stderr,
+    resize(cols, rows) {
+      channel.setWindow(rows, cols, 0, 0);
+    },
+    signal(name) {
+      channel.signal(name);
+    },
+    exit,
+  };
+}
+
+const SIGNAL_NUMBERS: Readonly<Record<string, number>> = { HUP: 1, INT: 2, QUIT: 3, ILL: 4, ABRT: 6, FPE: 8, KILL: 9, USR1: 10, SEGV: 11, USR2: 12, PIPE: 13, ALRM: 14, TERM: 15 };
+
+/** The exit status a shell would give: the code, 128+N for a signal, 255 for a broken session. */
+export function exitStatus(exit: RemoteExit): number {
+  switch (exit.kind) {
+    case 'code':
+      return exit.code;
+    case 'signal':
+      return 128 + (SIGNAL_NUMBERS[exit.signal.replace(/^SIG/, '')] ?? 9);
+    case 'broken':
+      return 255;
+    default:
+      return assertNever(exit);
+  }
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unexpected ${String(value)}`);
+}

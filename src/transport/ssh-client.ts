@@ -1,0 +1,150 @@
+// The client side of the SSH transport: one authenticated connection to a peer (its host key
+// checked against what we know of it), on which launches open session channels.
+import { connect as netConnect } from 'node:net';
+import ssh2, { type ClientChannel, type PseudoTtyOptions } from 'ssh2';
+import { EbpError } from '../lib/errors.js';
+import type { Identity } from '../peer/identity.js';
+import { hostKeyChanged, type KnownHosts } from '../peer/known-hosts.js';
+import { fingerprintOf } from '../peer/keys.js';
+
+const { Client } = ssh2;
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export function endpointText(endpoint: Endpoint): string {
+  return endpoint.host.includes(':') ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
+}
+
+/** "host:port", "[v6]:port" or "host" (default port). */
+export function parseEndpoint(text: string, defaultPort: number): Endpoint {
+  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(text);
+  const plain = /^([A-Za-z0-9.-]+)(?::(\d+))?$/.exec(text);
+  const match = bracketed ?? plain;
+  const port = Number(match?.[2] ?? defaultPort);
+  if (match?.[1] === undefined || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new EbpError('USAGE', `"${text}" is not HOST:PORT`, { hint: 'e.g. 198.18.0.2:20101, [fd00::2]:20101, or a peer name once discovery runs' });
+  }
+  return { host: match[1], port };
+}
+
+export interface ExecOptions {
+  readonly pty?: { readonly term: string; readonly cols: number; readonly rows: number };
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface PeerConnection {
+  readonly endpoint: Endpoint;
+  readonly fingerprint: string;
+  exec(command: string, options?: ExecOptions): Promise<ClientChannel>;
+  /** Runs a query (ebp:apps ...) and returns its stdout. */
+  query(command: string): Promise<string>;
+  readonly closed: Promise<Error | undefined>;
+  close(): void;
+}
+
+export interface ConnectOptions {
+  readonly identity: Identity;
+  readonly knownHosts: KnownHosts;
+  /** The display name we present (a claim; the key is the identity). */
+  readonly username: string;
+  /** The fingerprint a peer announced; a different host key is an impostor. */
+  readonly expectedFingerprint?: string;
+  readonly timeoutMs?: number;
+}
+
+const KEEPALIVE_MS = 5000;
+const KEEPALIVE_MAX = 3;
+
+export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): Promise<PeerConnection> {
+  const text = endpointText(endpoint);
+  const client = new Client();
+  let fingerprint = '';
+  let keyProblem: EbpError | undefined;
+  const state = { isNew: false };
+  await new Promise<void>((resolve, reject) => {
+    client.once('ready', () => { resolve(); });
+    client.once('error', (error: Error & { level?: string; code?: string }) => {
+      if (keyProblem !== undefined) reject(keyProblem);
+      else if (error.level === 'client-authentication') reject(new EbpError('PEER_UNREACHABLE', `${text} did not accept our key`, { cause: error }));
+      else reject(new EbpError('PEER_UNREACHABLE', `cannot reach ${text}: ${error.code === 'ECONNREFUSED' ? 'connection refused (is `ebp up` running there?)' : error.message}`, { cause: error }));
+    });
+    // Our own socket with Nagle's algorithm off: the handshake and interactive traffic are small
+    // packets that must not wait for delayed ACKs.
+    const sock = netConnect({ host: endpoint.host, port: endpoint.port, noDelay: true });
+    client.connect({
+      sock,
+      host: endpoint.host,
+      port: endpoint.port,
+      username: options.username,
+      privateKey: options.identity.privateKey,
+      readyTimeout: options.timeoutMs ?? 10_000,
+      keepaliveInterval: KEEPALIVE_MS,
+      keepaliveCountMax: KEEPALIVE_MAX,
+      // Threat: a machine that answers on a peer's address with another key (an impostor, or a
+      // reinstall). Unknown peers are learned on first contact; a changed key is refused.
+      hostVerifier: (key: Buffer) => {
+        fingerprint = fingerprintOf(key);
+        if (options.expectedFingerprint !== undefined && options.expectedFingerprint !== fingerprint) {
+          keyProblem = new EbpError('HOST_KEY_CHANGED', `${text} answered with key ${fingerprint}, but the peer announced ${options.expectedFingerprint}: not the machine it claims to be`, {
+            hint: 'do not use this peer; if the owner really changed keys, wait for its new announcement',
+          });
+          return false;
+        }
+        const known = options.knownHosts.check(text, fingerprint);
+        if (known.status === 'changed') {
+          keyProblem = hostKeyChanged(text, known.expected, fingerprint);
+          return false;
+        }
+        state.isNew = known.status === 'new';
+        return true;
+      },
+    });
+  });
+  if (state.isNew) await options.knownHosts.remember(text, fingerprint);
+  const closed = new Promise<Error | undefined>((resolve) => {
+    let lastError: Error | undefined;
+    client.on('error', (error) => {
+      lastError = error;
+    });
+    client.once('close', () => { resolve(lastError); });
+  });
+  const exec = (command: string, execOptions: ExecOptions = {}): Promise<ClientChannel> =>
+    new Promise((resolve, reject) => {
+      const pty: PseudoTtyOptions | undefined = execOptions.pty === undefined ? undefined : { term: execOptions.pty.term, cols: execOptions.pty.cols, rows: execOptions.pty.rows };
+      const callback = (error: Error | undefined, channel: ClientChannel): void => {
+        if (error !== undefined) reject(new EbpError('SESSION_BROKEN', `${text} refused the session: ${error.message}`, { cause: error }));
+        else resolve(channel);
+      };
+      const env = execOptions.env ?? {};
+      if (pty === undefined) client.exec(command, { env }, callback);
+      else client.exec(command, { env, pty }, callback);
+    });
+  return {
+    endpoint,
+    fingerprint,
+    exec,
+    closed,
+    async query(command) {
+      const channel = await exec(command);
+      const chunks: Buffer[] = [];
+      const errors: Buffer[] = [];
+      channel.on('data', (chunk: Buffer) => chunks.push(chunk));
+      channel.stderr.on('data', (chunk: Buffer) => errors.push(chunk));
+      const code = await new Promise<number | undefined>((resolve) => {
+        let status: number | undefined;
+        channel.on('exit', (exitCode: number | null) => {
+          status = exitCode ?? undefined;
+        });
+        channel.on('close', () => { resolve(status); });
+      });
+      if (code !== 0) throw new EbpError('SESSION_BROKEN', `${text}: ${Buffer.concat(errors).toString().trim() || `query failed with status ${String(code)}`}`);
+      return Buffer.concat(chunks).toString();
+    },
+    close() {
+      client.end();
+    },
+  };
+}

@@ -1,0 +1,310 @@
+// The daemon's SSH server (ssh2): public-key authentication only; each session channel's exec
+// request names an app and its arguments, which become a launch in a fresh sandbox. Works with
+// ebp's own client and with OpenSSH's `ssh -p PORT HOST APP`.
+import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import ssh2, { type AuthContext, type Connection, type PseudoTtyInfo, type ServerChannel, type Session as SshSession } from 'ssh2';
+import { EbpError } from '../lib/errors.js';
+import { fingerprintOf } from '../peer/keys.js';
+import type { LaunchService, PeerIdentity, Session } from '../host/launch.js';
+import { splitShellWords } from './shell-words.js';
+
+const { Server, utils } = ssh2;
+
+export interface SshServerOptions {
+  readonly hostKey: string;
+  readonly port: number;
+  /** Listen address; default all. */
+  readonly host?: string;
+  readonly launch: LaunchService;
+  /** Answers to the ebp:* queries that peers make (catalogue, icons). */
+  readonly queries: PeerQueries;
+  readonly log: (event: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface PeerQueries {
+  apps(): unknown;
+}
+
+/** Signals a client may send to the app (RFC 4254 names, without SIG). */
+const SIGNALS = new Set(['INT', 'TERM', 'HUP', 'QUIT', 'KILL', 'USR1', 'USR2', 'ALRM', 'CONT', 'STOP', 'TSTP', 'WINCH']);
+const MAX_SESSIONS_PER_CONNECTION = 16;
+const MAX_ENV = 32;
+
+/**
+ * Answers a channel request. ssh2 passes no accept/reject function when the client asked for
+ * no reply (want_reply false), whatever its typings say.
+ */
+function reply(answer: (() => void) | undefined): void {
+  answer?.();
+}
+
+/** The key type named inside an SSH public key blob (string at the start). */
+function blobType(blob: Buffer): string {
+  if (blob.length < 4) return '';
+  const length = blob.readUInt32BE(0);
+  return length > 64 || blob.length < 4 + length ? '' : blob.toString('latin1', 4, 4 + length);
+}
+
+export class SshServer {
+  readonly #server: InstanceType<typeof Server>;
+  readonly #net: NetServer;
+  readonly #connections = new Set<Connection>();
+  readonly #options: SshServerOptions;
+  #closed = false;
+
+  private constructor(options: SshServerOptions) {
+    this.#options = options;
+    this.#server = new Server({ hostKeys: [options.hostKey], ident: 'ebrainpool' }, (client, info) => {
+      this.#onConnection(client, info.ip);
+    });
+    // Our own listener, so that the port and errors are ours to report; ssh2 gets each socket.
+    this.#net = createServer((socket: Socket) => {
+      socket.setNoDelay(true);
+      this.#server.injectSocket(socket);
+    });
+  }
+
+  static async listen(options: SshServerOptions): Promise<SshServer> {
+    const server = new SshServer(options);
+    await new Promise<void>((resolve, reject) => {
+      server.#net.once('error', (error: NodeJS.ErrnoException) => {
+        reject(error.code === 'EADDRINUSE'
+          ? new EbpError('USAGE', `port ${options.port} is already in use`, { hint: 'pick another with --port N, or --port 0 for a free one' })
+          : error);
+      });
+      server.#net.listen({ port: options.port, host: options.host }, resolve);
+    });
+    return server;
+  }
+
+  get port(): number {
+    return (this.#net.address() as AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const client of this.#connections) client.end();
+    await new Promise<void>((resolve) => this.#net.close(() => { resolve(); }));
+  }
+
+  #onConnection(client: Connection, ip: string): void {
+    const log = this.#options.log;
+    let peer: PeerIdentity | undefined;
+    let sessions = 0;
+    this.#connections.add(client);
+    client.on('error', (error) => { log('connection-error', { ip, error: error.message }); });
+    client.on('close', () => this.#connections.delete(client));
+
+    client.on('authentication', (ctx: AuthContext) => {
+      if (ctx.method !== 'publickey') {
+        ctx.reject(['publickey']);
+        return;
+      }
+      const type = blobType(ctx.key.data);
+      const parsed = utils.parseKey(`${type} ${ctx.key.data.toString('base64')}`);
+      if (parsed instanceof Error || Array.isArray(parsed)) {
+        ctx.reject(['publickey']);
+        return;
+      }
+      // Without a signature the client only asks whether this key would do.
+      if (ctx.signature === undefined || ctx.blob === undefined) {
+        ctx.accept();
+        return;
+      }
+      if (!parsed.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) {
+        log('auth-failed', { ip, reason: 'bad signature' });
+        ctx.reject(['publickey']);
+        return;
+      }
+      peer = { fingerprint: fingerprintOf(ctx.key.data), publicKey: `${type} ${ctx.key.data.toString('base64')}`, claimedName: ctx.username };
+      ctx.accept();
+    });
+
+    client.on('ready', () => {
+      if (peer === undefined) {
+        client.end();
+        return;
+      }
+      const who = peer;
+      log('peer-connected', { ip, peer: who.fingerprint, name: who.claimedName });
+      client.on('session', (accept, reject) => {
+        if (sessions >= MAX_SESSIONS_PER_CONNECTION) {
+          reply(reject);
+          return;
+        }
+        sessions += 1;
+        const session = accept();
+        this.#onSession(session, who, () => {
+          sessions -= 1;
+        });
+      });
+    });
+  }
+
+  #onSession(ssh: SshSession, peer: PeerIdentity, onEnd: () => void): void {
+    let pty: PseudoTtyInfo | undefined;
+    const env: Record<string, string> = {};
+    let running: Session | undefined;
+    let started = false;
+
+    ssh.on('pty', (accept, reject, info) => {
+      if (started) {
+        reply(reject);
+        return;
+      }
+      pty = info;
+      reply(accept);
+    });
+    ssh.on('env', (accept, reject, info) => {
+      const ok = (info.key === 'LANG' || /^LC_[A-Z]+$/.test(info.key)) && /^[A-Za-z0-9_.@:+-]{1,64}$/.test(info.val) && Object.keys(env).length < MAX_ENV;
+      if (!ok) {
+        reply(reject);
+        return;
+      }
+      env[info.key] = info.val;
+      reply(accept);
+    });
+    ssh.on('window-change', (accept, _reject, info) => {
+      if (running?.io.kind === 'terminal') running.io.pty.resize({ cols: info.cols, rows: info.rows });
+      else if (pty !== undefined) pty = { ...pty, cols: info.cols, rows: info.rows };
+      reply(accept);
+    });
+    ssh.on('signal', (accept, reject, info) => {
+      const name = info.name.replace(/^SIG/, '');
+      if (running === undefined || !SIGNALS.has(name)) {
+        reply(reject);
+        return;
+      }
+      running.handle.kill(`SIG${name}` as NodeJS.Signals);
+      reply(accept);
+    });
+    ssh.on('shell', (accept) => {
+      const channel = accept();
+      channel.stderr.write('ebp: this is an eBrainPool host. Run an app with: ssh -p PORT HOST APP [ARGS]\r\n       the shared apps: ssh -p PORT HOST ebp:apps\r\n');
+      channel.exit(2);
+      channel.end();
+    });
+    ssh.on('exec', (accept, _reject, info) => {
+      if (started) return;
+      started = true;
+      const channel = accept();
+      void this.#exec(channel, info.command, peer, env, pty, (session) => {
+        running = session;
+      }).finally(onEnd);
+    });
+  }
+
+  async #exec(
+    channel: ServerChannel,
+    command: string,
+    peer: PeerIdentity,
+    env: Record<string, string>,
+    pty: PseudoTtyInfo | undefined,
+    onStarted: (session: Session) => void,
+  ): Promise<void> {
+    const log = this.#options.log;
+    const abort = new AbortController();
+    channel.on('close', () => { abort.abort(); });
+    channel.on('error', () => { abort.abort(); });
+    const eol = pty === undefined ? '\n' : '\r\n';
+    try {
+      const words = splitShellWords(command);
+      const [appId, ...args] = words;
+      if (appId === undefined) throw new EbpError('USAGE', 'no app named', { hint: 'ssh -p PORT HOST APP [ARGS]; list them with: ssh -p PORT HOST ebp:apps' });
+      if (appId.startsWith('ebp:')) {
+        this.#query(channel, appId);
+        return;
+      }
+      const session = await this.#options.launch.launch(
+        {
+          peer, appId, args, env,
+          ...(pty === undefined ? {} : { terminal: { term: pty.term.slice(0, 64) || 'xterm', cols: pty.cols, rows: pty.rows } }),
+        },
+        {
+          signal: abort.signal,
+          onWaiting: (request) => {
+            channel.stderr.write(`ebp: waiting for the owner of this machine to allow it (request ${request.id})...${eol}`);
+          },
+        },
+      );
+      onStarted(session);
+      log('session-started', { session: session.id, peer: peer.fingerprint, app: session.app.id });
+      const outputDone = this.#wire(channel, session);
+      const exit = await session.done;
+      await outputDone;
+      log('session-ended', { session: session.id, status: exit.code, reason: exit.reason });
+      if (exit.message !== undefined) channel.stderr.write(`ebp: ${exit.message}${eol}`);
+      if (!abort.signal.aborted) {
+        if (exit.reason === 'signaled' && exit.code > 128) channel.exit(signalName(exit.code - 128), false, '');
+        else channel.exit(exit.code);
+        channel.end();
+      }
+    } catch (error) {
+      const ebpError = error instanceof EbpError ? error : new EbpError('INTERNAL', error instanceof Error ? error.message : String(error));
+      log('launch-refused', { peer: peer.fingerprint, code: ebpError.code, reason: ebpError.message });
+      if (!abort.signal.aborted) {
+        channel.stderr.write(`ebp: ${ebpError.message}${eol}`);
+        if (ebpError.hint !== undefined) channel.stderr.write(`  fix: ${ebpError.hint}${eol}`);
+        channel.exit(ebpError.exitStatus === 0 ? 1 : ebpError.exitStatus);
+        channel.end();
+      }
+    }
+  }
+
+  /** Connects the sandbox to the channel; resolves when all of its output has been passed on. */
+  async #wire(channel: ServerChannel, session: Session): Promise<void> {
+    const { handle, io } = session;
+    if (io.kind === 'terminal') {
+      const master = io.pty.master;
+      channel.pipe(master);
+      master.pipe(channel, { end: false });
+      await new Promise<void>((resolve) => {
+        master.once('close', resolve);
+        // A pty master reports EIO (handled in openPty) once the last process of the session is gone.
+        void session.done.then(() => setTimeout(() => master.destroy(), 2000).unref());
+      });
+      channel.unpipe(master);
+      return;
+    }
+    const { stdin, stdout, stderr } = handle;
+    if (stdin !== null) {
+      stdin.on('error', () => undefined);
+      channel.pipe(stdin);
+    }
+    const ends: Promise<void>[] = [];
+    if (stdout !== null) {
+      stdout.pipe(channel, { end: false });
+      ends.push(new Promise((resolve) => stdout.once('close', resolve)));
+    }
+    if (stderr !== null) {
+      stderr.pipe(channel.stderr, { end: false });
+      ends.push(new Promise((resolve) => stderr.once('close', resolve)));
+    }
+    await Promise.all(ends);
+  }
+
+  #query(channel: ServerChannel, query: string): void {
+    switch (query) {
+      case 'ebp:ping':
+        channel.write('pong\n');
+        break;
+      case 'ebp:apps':
+        channel.write(`${JSON.stringify(this.#options.queries.apps())}\n`);
+        break;
+      default:
+        channel.stderr.write(`ebp: unknown query "${query.slice(0, 64)}"\n`);
+        channel.exit(2);
+        channel.end();
+        return;
+    }
+    channel.exit(0);
+    channel.end();
+  }
+}
+
+const SIGNAL_NAMES: Readonly<Record<number, string>> = { 1: 'HUP', 2: 'INT', 3: 'QUIT', 4: 'ILL', 6: 'ABRT', 8: 'FPE', 9: 'KILL', 11: 'SEGV', 13: 'PIPE', 14: 'ALRM', 15: 'TERM' };
+
+function signalName(number: number): string {
+  return SIGNAL_NAMES[number] ?? 'KILL';
+}
