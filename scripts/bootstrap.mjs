@@ -124,8 +124,8 @@ if (isRoot) mustRun(process.execPath, [join(root, 'bin', 'ebp'), 'setup']);
 switch (mode) {
   case 'start': {
     ebp(['doctor']);
-    log('starting a sandboxed shell (exit it to stop)');
-    process.exit(ebp(['sandbox', '--', 'bash', '-l']));
+    log('starting the daemon (Ctrl-C stops it)');
+    process.exit(ebp(['up', ...process.argv.slice(3)]));
     break;
   }
   case 'test': {

@@ -66,6 +66,9 @@ export interface HostServices {
 
 type Authorization = 'trusted' | 'open' | 'allowed';
 
+/** A session whose client vanished is ended within this (SIGTERM first, then SIGKILL). */
+const CLIENT_GONE_GRACE_MS = 1000;
+
 const NAME_SAFE = /[^\p{L}\p{N} ._@()-]/gu;
 
 /** A peer's claimed name, made safe to show and log (it is only a claim). */
@@ -168,7 +171,8 @@ export class LaunchService {
       id, handle, app: app.id, peerId: request.peer.fingerprint, peerName: displayName(request.peer.claimedName),
       startedAt: new Date(started).toISOString(), terminal: io.kind === 'terminal',
     });
-    hooks.signal?.addEventListener('abort', () => void handle.stop(), { once: true });
+    // The client is gone: nobody reads the output any more, so the grace period is short.
+    hooks.signal?.addEventListener('abort', () => void handle.stop(CLIENT_GONE_GRACE_MS), { once: true });
     const done = handle.exited.then(async (exit) => {
       await this.#audit(request.peer, app, authorization, exit).catch(() => undefined);
       return exit;
