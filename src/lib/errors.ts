@@ -15,6 +15,9 @@ export type ErrorCode =
   | 'STATE_INVALID'
   | 'APP_NOT_SHARED'
   | 'CATALOG_INVALID'
+  | 'KEY_INVALID'
+  | 'PEER_UNTRUSTED'
+  | 'HOST_KEY_CHANGED'
   | 'INTERNAL'
   // Launches between peers (exit 255 for the transport, as OpenSSH's ssh does).
   | 'NOT_FOUND'
@@ -47,6 +50,9 @@ export const STATUS: Readonly<Record<ErrorCode, StatusRow>> = {
   STATE_INVALID: { exit: 125, http: 500 },
   APP_NOT_SHARED: { exit: 1, http: 404 },
   CATALOG_INVALID: { exit: 1, http: 500 },
+  KEY_INVALID: { exit: 65, http: 400 },
+  PEER_UNTRUSTED: { exit: 77, http: 403 },
+  HOST_KEY_CHANGED: { exit: 77, http: 409 },
   INTERNAL: { exit: 125, http: 500 },
   NOT_FOUND: { exit: 1, http: 404 },
   RATE_LIMITED: { exit: 1, http: 429 },
