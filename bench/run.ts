@@ -1,0 +1,227 @@
+// `node dist/bench/run.js [--quick]` (or `npm run bench`): every benchmark in one run on this
+// machine, each reported as a ratio against its anchor. Markdown table on stdout, all figures in
+// bench/results/latest.json. As root, sandboxes run as the ebp-sandbox user (ebp setup is run
+// first; it is idempotent).
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { createEngine } from '../src/sandbox/engine.js';
+import { benchCli, type CliResult } from './cli.js';
+import { benchMemory, type MemoryResult } from './memory.js';
+import { benchSpawn, type SpawnResult } from './spawn.js';
+import { round, summarize, type Summary } from './stats.js';
+import { machineInfo } from './system.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const TARGETS = { spawn: 1.25, cli: 1.3, memoryMiB: 5 } as const;
+
+interface Settings {
+  readonly quick: boolean;
+  readonly spawnIterations: number;
+  readonly spawnWarmup: number;
+  readonly hyperfineRuns: number;
+  readonly hyperfineWarmup: number;
+  readonly hyperfineRounds: number;
+  readonly memoryCount: number;
+  readonly netCount: number;
+  readonly coldRuns: number;
+}
+
+function settings(argv: readonly string[]): Settings {
+  const unknown = argv.filter((arg) => arg !== '--quick');
+  if (unknown.length > 0) {
+    process.stderr.write(`usage: node dist/bench/run.js [--quick]\nunknown: ${unknown.join(' ')}\n`);
+    process.exit(2);
+  }
+  const quick = argv.includes('--quick');
+  return quick
+    ? { quick, spawnIterations: 60, spawnWarmup: 10, hyperfineRuns: 10, hyperfineWarmup: 2, hyperfineRounds: 2, memoryCount: 100, netCount: 0, coldRuns: 5 }
+    : { quick, spawnIterations: 200, spawnWarmup: 20, hyperfineRuns: 40, hyperfineWarmup: 5, hyperfineRounds: 4, memoryCount: 100, netCount: 10, coldRuns: 15 };
+}
+
+function log(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
+
+const ms = (value: number): string => `${value.toFixed(1)} ms`;
+const x = (value: number | undefined): string => (value === undefined || Number.isNaN(value) ? 'n/a' : `${value.toFixed(2)}x`);
+const mib = (kib: number): string => `${(kib / 1024).toFixed(2)} MiB`;
+const verdict = (ok: boolean | undefined): string => (ok === undefined ? 'n/a' : ok ? 'met' : 'MISSED');
+
+export interface ColdResult {
+  readonly runs: number;
+  readonly nodeStartMs: Summary;
+  readonly cliImportMs: Summary;
+  readonly engineMs: Summary;
+  readonly firstRunMs: Summary;
+  readonly secondRunMs: Summary;
+}
+
+/** Fresh processes, each timing its own imports, engine and first two sandboxes (bench/cold.ts). */
+function benchCold(runs: number): ColdResult {
+  const samples: Record<string, number>[] = [];
+  for (let index = 0; index < runs; index += 1) {
+    const result = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'cold.js')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    if (result.status !== 0) throw new Error(`cold start probe failed: ${result.stderr}`);
+    samples.push(JSON.parse(result.stdout) as Record<string, number>);
+  }
+  const column = (key: string): Summary => summarize(samples.map((sample) => sample[key] ?? Number.NaN));
+  return {
+    runs,
+    nodeStartMs: column('nodeStartMs'),
+    cliImportMs: column('cliImportMs'),
+    engineMs: column('engineMs'),
+    firstRunMs: column('firstRunMs'),
+    secondRunMs: column('secondRunMs'),
+  };
+}
+
+function table(spawn: SpawnResult, cli: CliResult, memory: MemoryResult, cold: ColdResult): string {
+  const lines: string[] = [];
+  const row = (...cells: string[]): void => { lines.push(`| ${cells.join(' | ')} |`); };
+  lines.push('| Benchmark | ebp | anchor | ratio | target | |');
+  lines.push('|---|---|---|---|---|---|');
+  row(
+    `a. spawn-to-exit \`true\`, in-process, median (N=${spawn.iterations})`,
+    ms(spawn.ebp.median), `raw bwrap ${ms(spawn.raw.median)}`, x(spawn.ratioMedian), `≤ ${TARGETS.spawn}x`, verdict(spawn.ratioMedian <= TARGETS.spawn),
+  );
+  row(`a. same, p90`, ms(spawn.ebp.p90), `raw bwrap ${ms(spawn.raw.p90)}`, x(spawn.ratioP90), `≤ ${TARGETS.spawn}x`, verdict(spawn.ratioP90 <= TARGETS.spawn));
+  const find = (name: string): CliResult['results'][number] | undefined => cli.results.find((result) => result.name === name);
+  const ebpCli = find('ebp sandbox -- true');
+  const node = find('node -e 0');
+  const raw = find('raw bwrap (ebp argv)');
+  const anchorText = node !== undefined && raw !== undefined ? `node -e 0 ${ms(node.ms.median)} + raw bwrap ${ms(raw.ms.median)} = ${ms(node.ms.median + raw.ms.median)}` : 'n/a';
+  row(
+    `b. \`ebp sandbox -- true\`, new process, median (hyperfine, ${cli.runs} runs in ${cli.rounds} rounds)`,
+    ebpCli === undefined ? 'n/a' : ms(ebpCli.ms.median), anchorText, x(cli.ratioMedian), `≤ ${TARGETS.cli}x`,
+    verdict(cli.ratioMedian === undefined ? undefined : cli.ratioMedian <= TARGETS.cli),
+  );
+  const anchorP90 = node !== undefined && raw !== undefined ? `${ms(node.ms.p90 + raw.ms.p90)} (sum of p90s)` : 'n/a';
+  row(`b. same, p90`, ebpCli === undefined ? 'n/a' : ms(ebpCli.ms.p90), anchorP90, x(cli.ratioP90), `≤ ${TARGETS.cli}x`,
+    verdict(cli.ratioP90 === undefined ? undefined : cli.ratioP90 <= TARGETS.cli));
+  const perSession = memory.ebp.perSessionKiB;
+  row(
+    `c. memory per idle sandbox (${memory.ebp.count} × \`sleep 600\`)`,
+    mib(perSession), `raw bwrap + sleep ${mib(memory.raw.perSessionKiB)}`, x(memory.ratio), `< ${TARGETS.memoryMiB} MiB`,
+    verdict(perSession / 1024 < TARGETS.memoryMiB),
+  );
+  lines.push('');
+  lines.push('Whole commands (hyperfine; ratio against `ebp sandbox -- true`):');
+  lines.push('');
+  lines.push('| Command | median | p90 | mean ± sd | ebp / this |');
+  lines.push('|---|---|---|---|---|');
+  for (const result of cli.results) {
+    const ratio = ebpCli === undefined ? undefined : ebpCli.ms.median / result.ms.median;
+    lines.push(`| ${result.name} | ${ms(result.ms.median)} | ${ms(result.ms.p90)} | ${result.ms.mean.toFixed(1)} ± ${result.stddevMs.toFixed(1)} ms | ${x(ratio)} |`);
+  }
+  for (const skip of cli.skipped) lines.push(`| ${skip.name} | left out: ${skip.reason} | | | |`);
+  lines.push('');
+  lines.push(`Where ebp's in-process time goes (medians; ebp − raw bwrap = ${ms(spawn.ebp.median - spawn.raw.median)}):`);
+  lines.push('');
+  const phases = spawn.phases;
+  if (phases !== undefined) {
+    lines.push(`| step inside runSandbox (${phases.runs} runs, engine's CgroupManager wrapped) | median | p90 |`);
+    lines.push('|---|---|---|');
+    const step = (name: string, summary: Summary): void => { lines.push(`| ${name} | ${ms(summary.median)} | ${ms(summary.p90)} |`); };
+    step('cgroup create (mkdir per hierarchy, limits)', phases.create);
+    step('create → join starts (spawn; the runner joins the pid it is given)', phases.spawnToPid);
+    step('cgroup join (one cgroup.procs write per hierarchy; the sandbox waits)', phases.join);
+    step('join → bwrap exited and closed (set-up, exec, `true`)', phases.joinToClose);
+    step('cgroup stats + close (kill check, rmdir)', phases.teardown);
+    step('close → `exited` resolves', phases.resolve);
+    step('total', phases.total);
+  } else {
+    lines.push('- no cgroups in use');
+  }
+  if (spawn.launcher !== undefined) {
+    lines.push('');
+    lines.push(`The runner's launcher shim alone (raw bwrap behind it, released at once, no cgroup; same alternation): ${ms(spawn.launcher.raw.median)} = ${x(spawn.launcher.ratioToRaw)} of raw bwrap.`);
+  }
+  if (spawn.cgroupCreate !== undefined && spawn.cgroupClose !== undefined) {
+    lines.push('');
+    lines.push(`cgroup work with no process at all: create ${ms(spawn.cgroupCreate.median)}, stats + close ${ms(spawn.cgroupClose.median)} (medians).`);
+  }
+  const whatIfs = [
+    ['cgroup join by writeFileSync per hierarchy', spawn.syncJoin],
+    ['… and the cgroup made before the run, removed after `exited` (a pool)', spawn.pooled],
+  ] as const;
+  if (whatIfs.some(([, result]) => result !== undefined)) {
+    lines.push('');
+    lines.push(`What-ifs (ebp's runner with a wrapped CgroupManager — not ebp's code; N=${spawn.iterations}, alternating with raw bwrap):`);
+    lines.push('');
+    lines.push('| what-if | ebp median | raw median | ratio median | ratio p90 |');
+    lines.push('|---|---|---|---|---|');
+    for (const [name, result] of whatIfs) {
+      if (result !== undefined) lines.push(`| ${name} | ${ms(result.ebp.median)} | ${ms(result.raw.median)} | ${x(result.ratioMedian)} | ${x(result.ratioP90)} |`);
+    }
+  }
+  lines.push('');
+  lines.push(`Cold start of one process (${cold.runs} fresh processes, medians): Node itself ${ms(cold.nodeStartMs.median)}, importing the CLI's modules ${ms(cold.cliImportMs.median)}, createEngine ${ms(cold.engineMs.median)}, first sandbox ${ms(cold.firstRunMs.median)}, second sandbox ${ms(cold.secondRunMs.median)}.`);
+  lines.push('');
+  lines.push('Memory detail:');
+  lines.push('');
+  lines.push('| | sessions | processes | PSS sum | Node RSS growth | per session (PSS + growth) | charged to the sandbox cgroup, mean (incl. kernel memory) | start all | stop all |');
+  lines.push('|---|---|---|---|---|---|---|---|---|');
+  for (const [name, sample] of [['ebp', memory.ebp], ['raw bwrap', memory.raw]] as const) {
+    const procs = Object.entries(sample.processes).map(([proc, count]) => `${count} ${proc}`).join(', ');
+    lines.push(`| ${name} | ${sample.count} | ${procs} | ${mib(sample.pssKiB)} | ${mib(sample.nodeRssGrowthKiB)} | ${mib(sample.perSessionKiB)} | ${sample.perSessionCgroupKiB === undefined ? 'n/a (no cgroup)' : mib(sample.perSessionCgroupKiB)} | ${ms(sample.startMs)} | ${ms(sample.stopMs)} |`);
+  }
+  if (memory.net !== undefined) {
+    lines.push('');
+    lines.push(`With --net, each sandbox adds one slirp4netns: ${mib(memory.net.perSessionPssKiB)} PSS each (${memory.net.count} measured).`);
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const options = settings(process.argv.slice(2));
+  const began = performance.now();
+  if (process.getuid?.() === 0) {
+    const setup = spawnSync(process.execPath, [join(ROOT, 'bin', 'ebp'), 'setup'], { encoding: 'utf8' });
+    if (setup.status !== 0) throw new Error(`ebp setup failed: ${setup.stderr}${setup.stdout}`);
+  }
+  const machine = machineInfo();
+  log(`${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, load ${machine.loadAverage.join(' ')}`);
+  const engine = await createEngine();
+  log(`sandboxes run as ${engine.identity.name} (uid ${engine.identity.uid}); cgroups: ${engine.cgroups?.version ?? `none (${engine.cgroupProblem ?? ''})`}`);
+
+  log(`a. in-process spawn-to-exit: ${options.spawnWarmup} warm-up + ${options.spawnIterations} runs each, alternating`);
+  const spawn = await benchSpawn(engine, { iterations: options.spawnIterations, warmup: options.spawnWarmup });
+  log(`b. whole commands with hyperfine: ${options.hyperfineRuns} runs each in ${options.hyperfineRounds} rounds (warm-up ${options.hyperfineWarmup} per round)`);
+  const cli = benchCli(engine, { root: ROOT, runs: options.hyperfineRuns, warmup: options.hyperfineWarmup, rounds: options.hyperfineRounds });
+  log(`c. memory: ${options.memoryCount} idle sandboxes, then as many raw bwrap${options.netCount > 0 ? `, then ${options.netCount} with --net` : ''}`);
+  const memory = await benchMemory(engine, { count: options.memoryCount, netCount: options.netCount });
+  log(`cold start breakdown: ${options.coldRuns} fresh processes`);
+  const cold = benchCold(options.coldRuns);
+
+  const output = table(spawn, cli, memory, cold);
+  process.stdout.write(`${output}\n`);
+  const durationS = round((performance.now() - began) / 1000, 1);
+  const loadAfter = machineInfo().loadAverage;
+  log(`done in ${durationS} s; load average now ${loadAfter.join(' ')}`);
+
+  const resultsDir = join(ROOT, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, 'latest.json');
+  writeFileSync(file, `${JSON.stringify({
+    date: new Date().toISOString(),
+    mode: options.quick ? 'quick' : 'full',
+    durationS,
+    machine,
+    loadAverageAfter: loadAfter,
+    sandboxUser: engine.identity.name,
+    cgroups: engine.cgroups?.version ?? null,
+    targets: TARGETS,
+    spawn,
+    cli,
+    memory,
+    cold,
+    table: output,
+  }, null, 2)}\n`);
+  log(`wrote ${file}`);
+}
+
+await main();

@@ -1,0 +1,284 @@
+// Benchmark a: spawn-to-exit of `true` inside one Node process — runSandbox (one engine) against
+// raw bwrap with the identical argv and descriptors. The two alternate run by run (ABAB, the
+// order flipped every other pair) so that load from elsewhere on the machine hits both alike.
+// Then, separately (so the measured runs stay untouched): a timeline of ebp's cgroup steps inside
+// runSandbox, taken by wrapping the engine's CgroupManager, and a what-if with the cgroup join
+// done by synchronous writes.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { buildBwrapArgs } from '../src/sandbox/bwrap-args.js';
+import type { CgroupManager, SandboxCgroup } from '../src/sandbox/cgroup/index.js';
+import type { SandboxEngine } from '../src/sandbox/engine.js';
+import { DEFAULT_LIMITS } from '../src/sandbox/policy.js';
+import { buildPolicy } from '../src/sandbox/request.js';
+import { runSandbox } from '../src/sandbox/runner.js';
+import { runnerLauncher, runRawBwrap } from './raw-bwrap.js';
+import { summarize, type Summary } from './stats.js';
+
+export interface SpawnResult {
+  readonly iterations: number;
+  readonly warmup: number;
+  readonly ebp: Summary;
+  readonly raw: Summary;
+  readonly ratioMedian: number;
+  readonly ratioP90: number;
+  /** Raw bwrap behind the runner's launcher shim, released at once (no cgroup), when there is one. */
+  readonly launcher: { readonly raw: Summary; readonly ratioToRaw: number } | undefined;
+  /** ebp's cgroup work alone (no process): create with limits, then close (kill check, rmdir). */
+  readonly cgroupCreate: Summary | undefined;
+  readonly cgroupClose: Summary | undefined;
+  /** Where the time goes inside runSandbox (ms from the call), from the wrapped CgroupManager. */
+  readonly phases: Phases | undefined;
+  /** What-if (not ebp's code): runSandbox with the join done by writeFileSync, same N. */
+  readonly syncJoin: WhatIfResult | undefined;
+  /** What-if: sync join, plus the cgroup made before the run and removed after `exited`. */
+  readonly pooled: WhatIfResult | undefined;
+}
+
+export interface WhatIfResult {
+  readonly ebp: Summary;
+  readonly raw: Summary;
+  readonly ratioMedian: number;
+  readonly ratioP90: number;
+}
+
+export interface Phases {
+  readonly runs: number;
+  /** engine.cgroups.create (mkdir per hierarchy, limits). */
+  readonly create: Summary;
+  /** From create's end to the join's start (spawn, and whatever the runner waits for before joining). */
+  readonly spawnToPid: Summary;
+  /** cgroup.addProcess: one cgroup.procs write per hierarchy, while the sandbox waits. */
+  readonly join: Summary;
+  /** From the join to bwrap's close (mounts, seccomp, exec of the shim and `true`, exit). */
+  readonly joinToClose: Summary;
+  /** cgroup.stats + cgroup.close (kill check, rmdir per hierarchy). */
+  readonly teardown: Summary;
+  /** From close's end to `exited` resolving. */
+  readonly resolve: Summary;
+  readonly total: Summary;
+}
+
+interface Timeline {
+  start: number;
+  createStart?: number;
+  createEnd?: number;
+  joinStart?: number;
+  joinEnd?: number;
+  statsStart?: number;
+  closeEnd?: number;
+}
+
+interface WhatIf {
+  /** Join by writeFileSync per hierarchy instead of awaiting fs/promises writes one by one. */
+  readonly syncJoin: boolean;
+  /** create() hands out a cgroup made before the run; close() finishes after `exited` resolves. */
+  readonly pooled: boolean;
+}
+
+interface Instrumented {
+  readonly engine: SandboxEngine;
+  current(): Timeline;
+  reset(): void;
+  /** Pooled: make the next run's cgroup now (outside the timed run). */
+  prepare(): Promise<void>;
+  /** Pooled: wait for the deferred closes (outside the timed run). */
+  flush(): Promise<void>;
+}
+
+/**
+ * The engine with its CgroupManager wrapped: every cgroup step is time-stamped into `current`;
+ * optionally with a what-if applied (not ebp's code; shows what a change in src/ would buy).
+ */
+function instrumented(engine: SandboxEngine, whatIf: WhatIf = { syncJoin: false, pooled: false }): Instrumented | undefined {
+  const inner = engine.cgroups;
+  if (inner === undefined) return undefined;
+  // v1 layout: one `ebp-<name>` directory under each base the manager describes.
+  const bases = [...inner.describe().base.matchAll(/=(\S+)/g)].map((match) => match[1] ?? '');
+  if (whatIf.syncJoin && (inner.version !== 'v1' || bases.length === 0)) return undefined;
+  let timeline: Timeline = { start: performance.now() };
+  const pool: SandboxCgroup[] = [];
+  const closing: Promise<void>[] = [];
+  let poolCounter = 0;
+  const wrapped: CgroupManager = {
+    version: inner.version,
+    describe: () => inner.describe(),
+    async create(name, limits) {
+      timeline.createStart = performance.now();
+      const cgroup = (whatIf.pooled ? pool.shift() : undefined) ?? (await inner.create(name, limits));
+      timeline.createEnd = performance.now();
+      const sandbox: SandboxCgroup = {
+        version: cgroup.version,
+        name: cgroup.name,
+        async addProcess(pid) {
+          timeline.joinStart = performance.now();
+          if (whatIf.syncJoin) {
+            for (const base of bases) writeFileSync(join(base, `ebp-${cgroup.name}`, 'cgroup.procs'), String(pid));
+          } else {
+            await cgroup.addProcess(pid);
+          }
+          timeline.joinEnd = performance.now();
+        },
+        async stats() {
+          timeline.statsStart = performance.now();
+          return cgroup.stats();
+        },
+        killAll: () => cgroup.killAll(),
+        async close() {
+          if (whatIf.pooled) closing.push(cgroup.close());
+          else await cgroup.close();
+          timeline.closeEnd = performance.now();
+        },
+      };
+      return sandbox;
+    },
+  };
+  return {
+    engine: { ...engine, cgroups: wrapped },
+    current: () => timeline,
+    reset: () => { timeline = { start: performance.now() }; },
+    async prepare() {
+      if (whatIf.pooled) pool.push(await inner.create(`p-${process.pid}-${poolCounter++}`, DEFAULT_LIMITS));
+    },
+    async flush() {
+      await Promise.all(closing.splice(0));
+    },
+  };
+}
+
+async function phaseBreakdown(engine: SandboxEngine, policy: Parameters<typeof runSandbox>[0], runs: number): Promise<Phases | undefined> {
+  const probe = instrumented(engine);
+  if (probe === undefined) return undefined;
+  const columns = { create: [] as number[], spawnToPid: [] as number[], join: [] as number[], joinToClose: [] as number[], teardown: [] as number[], resolve: [] as number[], total: [] as number[] };
+  for (let index = 0; index < runs; index += 1) {
+    probe.reset();
+    await timeEbp(probe.engine, policy);
+    const end = performance.now();
+    const t = probe.current();
+    if (t.createStart === undefined || t.createEnd === undefined || t.joinStart === undefined || t.joinEnd === undefined || t.statsStart === undefined || t.closeEnd === undefined) continue;
+    columns.create.push(t.createEnd - t.createStart);
+    columns.spawnToPid.push(t.joinStart - t.createEnd);
+    columns.join.push(t.joinEnd - t.joinStart);
+    columns.joinToClose.push(t.statsStart - t.joinEnd);
+    columns.teardown.push(t.closeEnd - t.statsStart);
+    columns.resolve.push(end - t.closeEnd);
+    columns.total.push(end - t.start);
+  }
+  return {
+    runs: columns.total.length,
+    create: summarize(columns.create),
+    spawnToPid: summarize(columns.spawnToPid),
+    join: summarize(columns.join),
+    joinToClose: summarize(columns.joinToClose),
+    teardown: summarize(columns.teardown),
+    resolve: summarize(columns.resolve),
+    total: summarize(columns.total),
+  };
+}
+
+async function timeEbp(engine: SandboxEngine, policy: Parameters<typeof runSandbox>[0]): Promise<number> {
+  const began = performance.now();
+  const exit = await runSandbox(policy, { engine, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' });
+  const elapsed = performance.now() - began;
+  if (exit.code !== 0) throw new Error(`ebp sandbox exited ${exit.code} (${exit.reason}): ${exit.message ?? ''}`);
+  return elapsed;
+}
+
+export async function benchSpawn(engine: SandboxEngine, options: { iterations: number; warmup: number }): Promise<SpawnResult> {
+  const policy = buildPolicy({ command: ['true'] }, engine.identity);
+  const plan = buildBwrapArgs(policy, { layout: engine.layout });
+  const timeRaw = async (): Promise<number> => {
+    const began = performance.now();
+    await runRawBwrap(engine, plan, policy.env);
+    return performance.now() - began;
+  };
+
+  const launcher = runnerLauncher();
+  const timeLauncher = async (): Promise<number> => {
+    const began = performance.now();
+    await runRawBwrap(engine, plan, policy.env, launcher);
+    return performance.now() - began;
+  };
+
+  for (let index = 0; index < options.warmup; index += 1) {
+    await timeEbp(engine, policy);
+    await timeRaw();
+    if (launcher !== undefined) await timeLauncher();
+  }
+  const ebp: number[] = [];
+  const raw: number[] = [];
+  const launched: number[] = [];
+  for (let index = 0; index < options.iterations; index += 1) {
+    if (index % 2 === 0) {
+      ebp.push(await timeEbp(engine, policy));
+      raw.push(await timeRaw());
+      if (launcher !== undefined) launched.push(await timeLauncher());
+    } else {
+      if (launcher !== undefined) launched.push(await timeLauncher());
+      raw.push(await timeRaw());
+      ebp.push(await timeEbp(engine, policy));
+    }
+  }
+
+  let cgroupCreate: Summary | undefined;
+  let cgroupClose: Summary | undefined;
+  if (engine.cgroups !== undefined) {
+    const create: number[] = [];
+    const close: number[] = [];
+    for (let index = 0; index < Math.min(100, options.iterations); index += 1) {
+      const began = performance.now();
+      const cgroup = await engine.cgroups.create(`bench-${process.pid}-${index}`, DEFAULT_LIMITS);
+      const made = performance.now();
+      await cgroup.stats();
+      await cgroup.close();
+      create.push(made - began);
+      close.push(performance.now() - made);
+    }
+    cgroupCreate = summarize(create);
+    cgroupClose = summarize(close);
+  }
+
+  const phases = await phaseBreakdown(engine, policy, Math.min(100, options.iterations));
+
+  /** Alternating runs of a what-if engine against raw bwrap. */
+  const compare = async (whatIf: WhatIf): Promise<WhatIfResult | undefined> => {
+    const variant = instrumented(engine, whatIf);
+    if (variant === undefined) return undefined;
+    const ebpRuns: number[] = [];
+    const rawRuns: number[] = [];
+    for (let index = 0; index < options.iterations; index += 1) {
+      await variant.prepare();
+      if (index % 2 === 0) {
+        ebpRuns.push(await timeEbp(variant.engine, policy));
+        rawRuns.push(await timeRaw());
+      } else {
+        rawRuns.push(await timeRaw());
+        ebpRuns.push(await timeEbp(variant.engine, policy));
+      }
+      await variant.flush();
+    }
+    const ebpSummary = summarize(ebpRuns);
+    const rawSummary = summarize(rawRuns);
+    return { ebp: ebpSummary, raw: rawSummary, ratioMedian: ebpSummary.median / rawSummary.median, ratioP90: ebpSummary.p90 / rawSummary.p90 };
+  };
+  const syncJoin = await compare({ syncJoin: true, pooled: false });
+  const pooled = await compare({ syncJoin: true, pooled: true });
+
+  const ebpSummary = summarize(ebp);
+  const rawSummary = summarize(raw);
+  return {
+    iterations: options.iterations,
+    warmup: options.warmup,
+    ebp: ebpSummary,
+    raw: rawSummary,
+    ratioMedian: ebpSummary.median / rawSummary.median,
+    ratioP90: ebpSummary.p90 / rawSummary.p90,
+    launcher: launcher === undefined ? undefined : { raw: summarize(launched), ratioToRaw: summarize(launched).median / rawSummary.median },
+    cgroupCreate,
+    cgroupClose,
+    phases,
+    syncJoin,
+    pooled,
+  };
+}
