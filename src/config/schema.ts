@@ -1,7 +1,7 @@
 // The configuration file's shape, its defaults, and a small hand-written validator. Every problem
 // becomes one line naming the key path, the value found and what is allowed; all problems of a
 // file are reported together in one CONFIG_INVALID error.
-import { hostname } from 'node:os';
+import { hostname, userInfo } from 'node:os';
 import { EbpError } from '../lib/errors.js';
 import { parseDuration, parseSize } from '../lib/units.js';
 
@@ -71,14 +71,18 @@ export function displayNameProblem(text: string): string | undefined {
   return undefined;
 }
 
+/** user@hostname, as people know the machine and its owner. */
 function defaultName(): string {
   let host = 'ebp';
+  let user = process.env['USER'] ?? '';
   try {
     host = hostname();
+    user = userInfo().username;
   } catch {
-    // keep the fallback
+    // keep the fallbacks
   }
-  const name = Array.from(host.trim()).slice(0, NAME_MAX_LENGTH).join('').trim();
+  const full = user === '' ? host : `${user}@${host}`;
+  const name = Array.from(full.trim()).slice(0, NAME_MAX_LENGTH).join('').trim();
   return displayNameProblem(name) === undefined ? name : 'ebp';
 }
 
