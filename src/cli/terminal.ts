@@ -1,7 +1,6 @@
 // Connects the person's terminal (or plain pipes) to a sandbox: raw mode and resizes for a
 // terminal, signals forwarded, the terminal restored however the sandbox ends.
 import { spawnSync } from 'node:child_process';
-import { openPty } from '../lib/pty.js';
 import type { SandboxEngine } from '../sandbox/engine.js';
 import type { SandboxPolicy } from '../sandbox/policy.js';
 import { startSandbox, type SandboxExit, type SandboxHandle } from '../sandbox/runner.js';
@@ -53,6 +52,8 @@ export async function runInTerminalOrPipes(policy: SandboxPolicy, engine: Sandbo
 async function runInTerminal(policy: SandboxPolicy, engine: SandboxEngine, signal: AbortSignal, onStart: (handle: SandboxHandle) => void): Promise<SandboxExit> {
   const stdin = process.stdin;
   const stdout = process.stdout;
+  // Loaded only here: the pseudo-terminal code needs the FFI, pipes do not.
+  const { openPty } = await import('../lib/pty.js');
   const pty = openPty({ cols: stdout.columns, rows: stdout.rows });
   let handle: SandboxHandle;
   try {

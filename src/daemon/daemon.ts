@@ -80,7 +80,7 @@ export class Daemon {
     const config = await loadConfig(options.configFile ?? defaultConfigFile(paths.configDir), { required: options.configFile !== undefined });
     const name = options.name ?? config.name;
     const identity = await loadOrCreateIdentity(paths.stateDir);
-    const engine: SandboxEngine = await createEngine();
+    const engine: SandboxEngine = await createEngine({ cacheDir: paths.stateDir });
     if (engine.cgroups === undefined) log('cgroups-unavailable', { reason: engine.cgroupProblem ?? 'unknown', fallback: 'rlimits' });
     let catalog = await catalogFromConfig(config, options.env);
     for (const problem of catalog.problems) log('catalog-problem', { file: problem.file, reason: problem.reason });

@@ -3,12 +3,12 @@
 // A daemon creates it at start; every launch reuses it.
 import { accessSync, constants } from 'node:fs';
 import { EbpError } from '../lib/errors.js';
-import { closeInheritedOnExec } from '../lib/libc.js';
+import { readdirSync, readFileSync } from 'node:fs';
 import { detectCgroups, type CgroupManager } from './cgroup/index.js';
 import { hostLayout, type HostLayout } from './host-layout.js';
 import { DEFAULT_NAT_CIDR } from './network.js';
 import { sandboxIdentity, type HostIdentity } from './privilege.js';
-import { seccompProgram } from './seccomp.js';
+import { loadSeccompProgram } from './seccomp-cache.js';
 
 export interface SandboxEngine {
   readonly bwrap: string;
@@ -43,6 +43,26 @@ export interface EngineOptions {
   readonly natCidr?: string;
   /** Use no cgroups even where they work (tests of the fallback path). */
   readonly noCgroups?: boolean;
+  /** Where the compiled seccomp program is cached (the state folder); none = compile each time. */
+  readonly cacheDir?: string;
+}
+
+const O_CLOEXEC = 0o2000000;
+
+/** Descriptors above stderr that would survive exec (read from /proc, no FFI needed). */
+function inheritableDescriptors(): number[] {
+  const open: number[] = [];
+  for (const name of readdirSync('/proc/self/fdinfo')) {
+    const fd = Number(name);
+    if (!Number.isInteger(fd) || fd <= 2) continue;
+    try {
+      const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${name}`, 'utf8'))?.[1];
+      if (flags !== undefined && (parseInt(flags, 8) & O_CLOEXEC) === 0) open.push(fd);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return open;
 }
 
 export async function createEngine(options: EngineOptions = {}): Promise<SandboxEngine> {
@@ -53,8 +73,10 @@ export async function createEngine(options: EngineOptions = {}): Promise<Sandbox
     });
   }
   const identity = sandboxIdentity();
-  closeInheritedOnExec();
-  const seccomp = seccompProgram();
+  // Threat: descriptors inherited from whoever started us would pass through bwrap into every
+  // sandbox. Mark them close-on-exec (the FFI is loaded only when there are any).
+  if (inheritableDescriptors().length > 0) (await import('../lib/libc.js')).closeInheritedOnExec();
+  const seccomp = await loadSeccompProgram(options.cacheDir);
   let cgroups: CgroupManager | undefined;
   let cgroupProblem: string | undefined;
   if (options.noCgroups === true) {
@@ -80,8 +102,8 @@ export async function createEngine(options: EngineOptions = {}): Promise<Sandbox
 let shared: Promise<SandboxEngine> | undefined;
 
 /** The process-wide engine, created on first use. */
-export function defaultEngine(): Promise<SandboxEngine> {
-  shared ??= createEngine();
+export function defaultEngine(options: EngineOptions = {}): Promise<SandboxEngine> {
+  shared ??= createEngine(options);
   // A failed detection is not cached: the next call tries again (after `ebp setup`, say).
   void shared.catch(() => {
     shared = undefined;

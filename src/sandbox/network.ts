@@ -5,7 +5,6 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Readable, Writable } from 'node:stream';
 import { EbpError } from '../lib/errors.js';
-import { ioctlNoArg, NS_GET_USERNS } from '../lib/libc.js';
 import type { HostIdentity } from './privilege.js';
 
 /** The virtual subnet inside sandboxes; a benchmarking range so it never shadows a real LAN. */
@@ -64,6 +63,8 @@ async function userNamespaceMapped(pid: number): Promise<void> {
  */
 export async function attachNat(childPid: number, options: { slirp: string; cidr: string; identity: HostIdentity }): Promise<NatHandle> {
   await userNamespaceMapped(childPid);
+  // The FFI is loaded only for sandboxes with a network.
+  const { ioctlNoArg, NS_GET_USERNS } = await import('../lib/libc.js');
   let netFd: number | undefined;
   let userFd: number | undefined;
   try {

@@ -32,8 +32,8 @@ not executable; 127 when it is not found.`,
     'tmp-size': { type: 'string', value: 'SIZE', description: 'size of /tmp (default 256M)' },
     timeout: { type: 'string', value: 'DURATION', description: 'kill the sandbox after this long (e.g. 30s, 5m)' },
   },
-  async run({ args, stderr }) {
-    const engine = await defaultEngine();
+  async run({ args, paths, stderr }) {
+    const engine = await defaultEngine({ cacheDir: paths.stateDir });
     const memory = stringOption(args, 'memory');
     const homeSize = stringOption(args, 'home-size');
     const tmpSize = stringOption(args, 'tmp-size');

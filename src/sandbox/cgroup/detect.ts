@@ -122,11 +122,11 @@ export async function prepareCgroups(options: { uid: number; gid: number; root?:
   // v2: a delegated subtree directly below the hierarchy root, with memory/pids/cpu/io available.
   const unified = mounts.find((mount) => mount.fsType === 'cgroup2' && mount.root === '/' && isUnder(mount.mountPoint, root));
   if (unified !== undefined) {
-    const available = ((await readOptional(join(unified.mountPoint, 'cgroup.controllers'))) ?? '').split(/\s+/);
+    const available = ((readOptional(join(unified.mountPoint, 'cgroup.controllers'))) ?? '').split(/\s+/);
     if (available.includes('memory') && available.includes('pids')) {
       const enable = ['memory', 'pids', 'cpu', 'io'].filter((controller) => available.includes(controller));
       // Why root: making controllers available below the hierarchy root is a system-wide switch.
-      await writeValue(join(unified.mountPoint, 'cgroup.subtree_control'), enable.map((c) => `+${c}`).join(' '));
+      writeValue(join(unified.mountPoint, 'cgroup.subtree_control'), enable.map((c) => `+${c}`).join(' '));
       const dir = join(unified.mountPoint, 'ebp');
       // Its own subtree_control stays empty: the daemon is started inside it and only enables
       // controllers there after moving itself into a leaf (v2 forbids processes in inner nodes).

@@ -7,7 +7,7 @@ import { EbpError, errnoCode } from '../../lib/errors.js';
 import {
   CPU_PERIOD_USEC,
   KILL_TIMEOUT_MS,
-  POLL_MS,
+  pollDelay,
   cgroupDirFor,
   cgroupError,
   cpuQuotaUsec,
@@ -58,7 +58,7 @@ interface BaseCandidate {
 }
 
 async function usable(candidate: BaseCandidate): Promise<boolean> {
-  if (await exists(candidate.path)) return isWritable(candidate.path);
+  if (exists(candidate.path)) return isWritable(candidate.path);
   return candidate.create && isWritable(dirname(candidate.path));
 }
 
@@ -214,23 +214,23 @@ async function applyLimits(dirs: ReadonlyMap<Controller, string>, limits: Cgroup
   }
   const bytes = String(limits.memoryBytes);
   // memory.limit_in_bytes first: the kernel insists memsw (memory+swap) >= memory.
-  await writeValue(join(memory, 'memory.limit_in_bytes'), bytes);
+  writeValue(join(memory, 'memory.limit_in_bytes'), bytes);
   // The same value for memory+swap means no swap at all (file exists only with swap accounting).
-  await writeOptional(join(memory, 'memory.memsw.limit_in_bytes'), bytes);
+  writeOptional(join(memory, 'memory.memsw.limit_in_bytes'), bytes);
   try {
-    await writeValue(join(memory, 'memory.swappiness'), '0');
+    writeValue(join(memory, 'memory.swappiness'), '0');
   } catch {
     // Only a preference on top of memsw; some kernels refuse it below a hierarchy root.
   }
-  await writeValue(join(pids, 'pids.max'), String(limits.pids));
-  await writeValue(join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_USEC));
-  await writeValue(join(cpu, 'cpu.cfs_quota_us'), String(cpuQuotaUsec(limits.cpus)));
+  writeValue(join(pids, 'pids.max'), String(limits.pids));
+  writeValue(join(cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_USEC));
+  writeValue(join(cpu, 'cpu.cfs_quota_us'), String(cpuQuotaUsec(limits.cpus)));
   if (limits.ioWeight !== undefined && blkio !== undefined) {
     // CFQ's blkio.weight is gone since Linux 5.0; BFQ offers blkio.bfq.weight instead.
-    if (await exists(join(blkio, 'blkio.weight'))) {
-      await writeValue(join(blkio, 'blkio.weight'), String(blkioWeight(limits.ioWeight)));
+    if (exists(join(blkio, 'blkio.weight'))) {
+      writeValue(join(blkio, 'blkio.weight'), String(blkioWeight(limits.ioWeight)));
     } else {
-      await writeOptional(join(blkio, 'blkio.bfq.weight'), String(bfqWeight(limits.ioWeight)));
+      writeOptional(join(blkio, 'blkio.bfq.weight'), String(bfqWeight(limits.ioWeight)));
     }
   }
 }
@@ -248,21 +248,21 @@ class V1Sandbox implements SandboxCgroup {
 
   async addProcess(pid: number): Promise<void> {
     validatePid(pid);
-    for (const dir of this.hierarchyDirs) await writeValue(join(dir, 'cgroup.procs'), String(pid));
+    for (const dir of this.hierarchyDirs) writeValue(join(dir, 'cgroup.procs'), String(pid));
   }
 
   async stats(): Promise<CgroupStats> {
-    const read = (controller: Controller, file: string): Promise<string | undefined> => {
+    const read = (controller: Controller, file: string): string | undefined => {
       const dir = this.dirs.get(controller);
-      return dir === undefined ? Promise.resolve(undefined) : readOptional(join(dir, file));
+      return dir === undefined ? undefined : readOptional(join(dir, file));
     };
-    const [current, peak, oomControl, cpuNs, pids] = await Promise.all([
+    const [current, peak, oomControl, cpuNs, pids] = [
       read('memory', 'memory.usage_in_bytes'),
       read('memory', 'memory.max_usage_in_bytes'),
       read('memory', 'memory.oom_control'),
       read('cpuacct', 'cpuacct.usage'),
       read('pids', 'pids.current'),
-    ]);
+    ];
     return {
       memoryCurrentBytes: parseNumber(current),
       memoryPeakBytes: parseNumber(peak),
@@ -277,12 +277,13 @@ class V1Sandbox implements SandboxCgroup {
   private async members(): Promise<number[]> {
     const all = new Set<number>();
     for (const dir of this.hierarchyDirs) {
-      for (const pid of parsePids(await readOptional(join(dir, 'cgroup.procs')))) all.add(pid);
+      for (const pid of parsePids(readOptional(join(dir, 'cgroup.procs')))) all.add(pid);
     }
     return [...all];
   }
 
   async killAll(): Promise<void> {
+    let attempt = 0;
     const freezer = this.dirs.get('freezer');
     const deadline = Date.now() + KILL_TIMEOUT_MS;
     for (;;) {
@@ -292,7 +293,7 @@ class V1Sandbox implements SandboxCgroup {
         // Frozen, nothing in here can fork, so this list is complete; the kills land on thaw.
         for (const pid of await this.members()) killPid(pid);
       } finally {
-        if (freezer !== undefined) await writeOptional(join(freezer, 'freezer.state'), 'THAWED');
+        if (freezer !== undefined) writeOptional(join(freezer, 'freezer.state'), 'THAWED');
       }
       if (Date.now() >= deadline) {
         throw new EbpError(
@@ -301,18 +302,19 @@ class V1Sandbox implements SandboxCgroup {
           { hint: 'a process may be stuck in uninterruptible I/O; see cgroup.procs and /proc/<pid>/stack' },
         );
       }
-      await delay(POLL_MS);
+      await delay(pollDelay(attempt++));
     }
   }
 
   /** Ask for FROZEN and wait (briefly) until the kernel reports it; stragglers are killed anyway. */
   private async freeze(dir: string, deadline: number): Promise<void> {
+    let attempt = 0;
     const state = join(dir, 'freezer.state');
-    if (!(await writeOptional(state, 'FROZEN'))) return;
+    if (!(writeOptional(state, 'FROZEN'))) return;
     const until = Math.min(deadline, Date.now() + 500);
     while (Date.now() < until) {
-      if ((await readOptional(state))?.trim() !== 'FREEZING') return;
-      await delay(POLL_MS);
+      if ((readOptional(state))?.trim() !== 'FREEZING') return;
+      await delay(pollDelay(attempt++));
     }
   }
 

@@ -7,7 +7,7 @@ import { EbpError, errnoCode } from '../../lib/errors.js';
 import {
   CPU_PERIOD_USEC,
   KILL_TIMEOUT_MS,
-  POLL_MS,
+  pollDelay,
   cgroupDirFor,
   cgroupError,
   cpuQuotaUsec,
@@ -83,9 +83,9 @@ export async function probeV2(mounts: readonly MountEntry[], lines: readonly Cgr
       fix: 'mount the cgroup2 hierarchy so that the daemon can see its own cgroup',
     };
   }
-  const hierarchyControllers = splitWords(await readOptional(join(mount.mountPoint, 'cgroup.controllers')));
+  const hierarchyControllers = splitWords(readOptional(join(mount.mountPoint, 'cgroup.controllers')));
   const relevant = hierarchyControllers.length > 0;
-  const offered = await readOptional(join(base, 'cgroup.controllers'));
+  const offered = readOptional(join(base, 'cgroup.controllers'));
   if (offered === undefined) {
     return { ok: false, relevant, reason: `cannot read ${join(base, 'cgroup.controllers')}`, fix: DELEGATE_FIX };
   }
@@ -101,13 +101,13 @@ export async function probeV2(mounts: readonly MountEntry[], lines: readonly Cgr
   }
   const needWrite = [base, join(base, 'cgroup.subtree_control'), join(base, 'cgroup.procs')];
   for (const path of needWrite) {
-    if (!(await isWritable(path))) {
+    if (!(isWritable(path))) {
       return { ok: false, relevant, reason: `no write access to ${path}`, fix: DELEGATE_FIX };
     }
   }
   // The real root cgroup may hold processes and has no cgroup.type; a namespaced "/" is an
   // ordinary cgroup and needs the daemon moved out of it like any other.
-  const trueRoot = own.path === '/' && !(await exists(join(base, 'cgroup.type')));
+  const trueRoot = own.path === '/' && !(exists(join(base, 'cgroup.type')));
   const controllers = WANTED.filter((controller) => available.includes(controller));
   return { ok: true, manager: new V2Manager(base, controllers, trueRoot) };
 }
@@ -153,17 +153,17 @@ class V2Manager implements CgroupManager {
   }
 
   private async applyLimits(dir: string, limits: CgroupLimits): Promise<void> {
-    await writeValue(join(dir, 'memory.max'), String(limits.memoryBytes));
+    writeValue(join(dir, 'memory.max'), String(limits.memoryBytes));
     // No swap: a sandbox's memory limit must be a real limit, not a hint to start swapping.
-    await writeOptional(join(dir, 'memory.swap.max'), '0');
+    writeOptional(join(dir, 'memory.swap.max'), '0');
     // On OOM kill the whole sandbox, not one random process of it.
-    await writeOptional(join(dir, 'memory.oom.group'), '1');
-    await writeValue(join(dir, 'pids.max'), String(limits.pids));
+    writeOptional(join(dir, 'memory.oom.group'), '1');
+    writeValue(join(dir, 'pids.max'), String(limits.pids));
     if (this.controllers.includes('cpu')) {
-      await writeValue(join(dir, 'cpu.max'), `${cpuQuotaUsec(limits.cpus)} ${CPU_PERIOD_USEC}`);
+      writeValue(join(dir, 'cpu.max'), `${cpuQuotaUsec(limits.cpus)} ${CPU_PERIOD_USEC}`);
     }
     if (limits.ioWeight !== undefined && this.controllers.includes('io')) {
-      await writeOptional(join(dir, 'io.weight'), String(limits.ioWeight));
+      writeOptional(join(dir, 'io.weight'), String(limits.ioWeight));
     }
   }
 
@@ -178,7 +178,7 @@ class V2Manager implements CgroupManager {
 
   private async setUp(): Promise<void> {
     const subtree = join(this.base, 'cgroup.subtree_control');
-    const enabled = splitWords(await readOptional(subtree));
+    const enabled = splitWords(readOptional(subtree));
     const wanted = this.controllers.filter((controller) => !enabled.includes(controller));
     for (let attempt = 0; ; attempt++) {
       if (!this.trueRoot) await this.parkDaemon();
@@ -186,7 +186,7 @@ class V2Manager implements CgroupManager {
       try {
         // Privileged boundary: this changes which controllers every child of our cgroup gets.
         // The kernel refuses (EBUSY) while any process is still in this inner node.
-        await writeValue(subtree, wanted.map((controller) => `+${controller}`).join(' '), DELEGATE_FIX);
+        writeValue(subtree, wanted.map((controller) => `+${controller}`).join(' '), DELEGATE_FIX);
         return;
       } catch (error) {
         if (attempt < 3 && error instanceof EbpError && errnoCode(error.cause) === 'EBUSY') continue;
@@ -203,11 +203,11 @@ class V2Manager implements CgroupManager {
     } catch (error) {
       if (errnoCode(error) !== 'EEXIST') throw cgroupError('create', leaf, error, DELEGATE_FIX);
     }
-    const pids = parsePids(await readOptional(join(this.base, 'cgroup.procs')));
+    const pids = parsePids(readOptional(join(this.base, 'cgroup.procs')));
     for (const pid of pids) {
       try {
         // The kernel takes one pid per write.
-        await writeValue(join(leaf, 'cgroup.procs'), String(pid), DELEGATE_FIX);
+        writeValue(join(leaf, 'cgroup.procs'), String(pid), DELEGATE_FIX);
       } catch (error) {
         // A process that exited in the meantime is no obstacle.
         if (error instanceof EbpError && errnoCode(error.cause) === 'ESRCH') continue;
@@ -228,18 +228,18 @@ class V2Sandbox implements SandboxCgroup {
 
   async addProcess(pid: number): Promise<void> {
     validatePid(pid);
-    await writeValue(join(this.dir, 'cgroup.procs'), String(pid));
+    writeValue(join(this.dir, 'cgroup.procs'), String(pid));
   }
 
   async stats(): Promise<CgroupStats> {
-    const read = (file: string): Promise<string | undefined> => readOptional(join(this.dir, file));
-    const [current, peak, cpuStat, events, pids] = await Promise.all([
+    const read = (file: string): string | undefined => readOptional(join(this.dir, file));
+    const [current, peak, cpuStat, events, pids] = [
       read('memory.current'),
       read('memory.peak'),
       read('cpu.stat'),
       read('memory.events'),
       read('pids.current'),
-    ]);
+    ];
     const memoryCurrentBytes = parseNumber(current);
     return {
       memoryCurrentBytes,
@@ -252,29 +252,30 @@ class V2Sandbox implements SandboxCgroup {
   }
 
   async killAll(): Promise<void> {
+    let attempt = 0;
     const killFile = join(this.dir, 'cgroup.kill');
     // cgroup.kill (Linux 5.14) kills atomically, including processes forking right now.
-    const atomic = await exists(killFile);
+    const atomic = exists(killFile);
     const deadline = Date.now() + KILL_TIMEOUT_MS;
     for (;;) {
       if (!(await this.populated())) return;
       // Every round, not once: a process may have been moved in after an earlier kill.
-      if (atomic) await writeValue(killFile, '1');
-      else for (const pid of parsePids(await readOptional(join(this.dir, 'cgroup.procs')))) killPid(pid);
+      if (atomic) writeValue(killFile, '1');
+      else for (const pid of parsePids(readOptional(join(this.dir, 'cgroup.procs')))) killPid(pid);
       if (Date.now() >= deadline) {
         throw new EbpError('CGROUP_UNAVAILABLE', `processes in ${this.dir} survived SIGKILL for ${KILL_TIMEOUT_MS} ms`, {
           hint: 'a process may be stuck in uninterruptible I/O; see cgroup.procs and /proc/<pid>/stack',
         });
       }
-      await delay(POLL_MS);
+      await delay(pollDelay(attempt++));
     }
   }
 
   /** cgroup.events says whether anything (here or below) still runs; fall back to cgroup.procs. */
   private async populated(): Promise<boolean> {
-    const populated = parseKeyed(await readOptional(join(this.dir, 'cgroup.events'))).get('populated');
+    const populated = parseKeyed(readOptional(join(this.dir, 'cgroup.events'))).get('populated');
     if (populated !== undefined) return populated !== 0;
-    return parsePids(await readOptional(join(this.dir, 'cgroup.procs'))).length > 0;
+    return parsePids(readOptional(join(this.dir, 'cgroup.procs'))).length > 0;
   }
 
   close(): Promise<void> {
