@@ -22,9 +22,12 @@ import { createEngine, type SandboxEngine } from '../sandbox/engine.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import { channelProcess } from '../transport/remote-process.js';
 import { joinShellWords } from '../transport/shell-words.js';
-import { endpointText, parseEndpoint } from '../transport/ssh-client.js';
+import { endpointText, type PeerConnection } from '../transport/ssh-client.js';
 import { SshServer } from '../transport/ssh-server.js';
-import { catalogFromConfig, catalogView } from './catalog-source.js';
+import { catalogFromConfig, catalogView, type AppView } from './catalog-source.js';
+import { Discovery, PROTOCOL_VERSION, type PeerTxt } from '../discovery/index.js';
+import { PeerDirectory, type PeerStatusAnswer, type PeerTarget, type PeerView } from '../peer/directory.js';
+import { StaticPeers } from '../peer/static-peers.js';
 
 export interface DaemonOptions {
   readonly paths: StatePaths;
@@ -35,7 +38,16 @@ export interface DaemonOptions {
   readonly host?: string;
   readonly log: Logger;
   readonly env?: NodeJS.ProcessEnv;
+  /** No DNS-SD at all (static peers still work). */
+  readonly noDiscovery?: boolean;
+  /** Announce and browse only on these interfaces (default: the config's, else all). */
+  readonly interfaces?: readonly string[];
+  /** TTL of our DNS-SD records (tests use short ones). */
+  readonly discoveryTtlSeconds?: number;
 }
+
+/** Static peers are asked how they are this often. */
+const STATIC_CHECK_MS = 15_000;
 
 /** How many launches may run at once on this host. */
 const DEFAULT_CAPACITY = 32;
@@ -56,12 +68,14 @@ export class Daemon {
   readonly #approvals: Approvals;
   readonly #pool: PeerPool;
   readonly #log: Logger;
+  readonly #discovery: Discovery | undefined;
+  readonly #timers: NodeJS.Timeout[];
   #catalog: Catalog;
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
     identity: Identity; config: Config; name: string; ssh: SshServer; control: ControlServer; sessions: Sessions;
-    approvals: Approvals; pool: PeerPool; log: Logger; catalog: Catalog;
+    approvals: Approvals; pool: PeerPool; log: Logger; catalog: Catalog; discovery: Discovery | undefined; timers: NodeJS.Timeout[];
   }) {
     this.identity = parts.identity;
     this.config = parts.config;
@@ -73,6 +87,8 @@ export class Daemon {
     this.#pool = parts.pool;
     this.#log = parts.log;
     this.#catalog = parts.catalog;
+    this.#discovery = parts.discovery;
+    this.#timers = parts.timers;
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -101,15 +117,80 @@ export class Daemon {
     });
     approvals.on('added', (request) => { log('approval-requested', { request: request.id, peer: request.peerId, name: request.peerName, app: request.app }); });
     approvals.on('settled', (request, outcome) => { log('approval-settled', { request: request.id, outcome }); });
+    const txt = (): PeerTxt => ({ v: PROTOCOL_VERSION, id: identity.fingerprint, apps: catalog.apps.length, cat: catalog.version, load: `${sessions.count}/${sessions.capacity}` });
     const ssh = await SshServer.listen({
       hostKey: identity.privateKey,
       port: options.port ?? config.port,
       ...(options.host === undefined ? {} : { host: options.host }),
       launch,
-      queries: { apps: () => catalogView(catalog) },
+      queries: {
+        apps: () => catalogView(catalog),
+        status: () => ({ name: discovery?.instanceName ?? name, ...txt() }),
+      },
       log,
     });
     const pool = new PeerPool({ identity, knownHosts, username: name });
+    const staticPeers = await StaticPeers.open(paths.stateDir);
+
+    let discovery: Discovery | undefined;
+    const interfaces = options.interfaces ?? (config.discovery.interfaces.length > 0 ? config.discovery.interfaces : undefined);
+    // Listening on loopback only, nobody on a LAN could connect: announcing there would only
+    // mislead them. Discovery then needs an explicit interface.
+    const loopbackOnly = options.host !== undefined && /^(127\.|::1$|localhost$)/.test(options.host) && interfaces === undefined;
+    if (loopbackOnly) log('discovery-off', { reason: 'listening on loopback only; give --interface to announce anyway' });
+    if (options.noDiscovery !== true && config.discovery.enabled && !loopbackOnly) {
+      try {
+        discovery = await Discovery.start({
+          name, port: ssh.port, txt: txt(), log,
+          ...(interfaces === undefined ? {} : { interfaces }),
+          ...(options.discoveryTtlSeconds === undefined ? {} : { ttlSeconds: options.discoveryTtlSeconds }),
+        });
+        const found = discovery;
+        found.on('renamed', (instance) => { log('discovery-renamed', { name: instance }); });
+        found.on('added', (peer) => { log('peer-added', { name: peer.instance, id: peer.txt.id ?? 'unverified', addresses: peer.addresses.join(','), port: peer.port }); });
+        found.on('removed', (peer) => { log('peer-removed', { name: peer.instance }); });
+      } catch (error) {
+        log('discovery-unavailable', { reason: error instanceof Error ? error.message : String(error) });
+      }
+    }
+    const announce = (): void => {
+      discovery?.updateTxt(txt());
+    };
+    sessions.on('started', announce);
+    sessions.on('ended', announce);
+
+    const directory = new PeerDirectory({
+      knownHosts, trust, staticPeers,
+      discovered: () => discovery?.peers() ?? [],
+      probe: async (target) => JSON.parse(await (await pool.get({ host: target.host, port: target.port }, target.expectedFingerprint)).query('ebp:status')) as PeerStatusAnswer,
+    });
+    /** Dials a peer as resolved; a peer whose key contradicts its announcement is an impostor. */
+    const connect = async (peerText: string): Promise<{ connection: PeerConnection; target: PeerTarget }> => {
+      const target = directory.resolve(peerText);
+      try {
+        return { connection: await pool.get({ host: target.host, port: target.port }, target.expectedFingerprint), target };
+      } catch (error) {
+        if (error instanceof EbpError && error.code === 'HOST_KEY_CHANGED' && target.expectedFingerprint !== undefined) {
+          directory.markImpostor(target.host, target.port);
+          log('peer-impostor', { peer: peerText, address: target.host, port: target.port });
+        }
+        throw error;
+      }
+    };
+    const catalogs = new Map<string, AppView[]>();
+    const peerCatalog = async (view: PeerView): Promise<AppView[]> => {
+      const key = `${view.id ?? view.name}/${view.catalogVersion ?? ''}`;
+      const cached = catalogs.get(key);
+      if (cached !== undefined && view.catalogVersion !== undefined) return cached;
+      const { connection } = await connect(view.id ?? `${view.addresses[0] ?? ''}:${view.port}`);
+      const apps = (JSON.parse(await connection.query('ebp:apps')) as { apps: AppView[] }).apps;
+      catalogs.set(key, apps);
+      return apps;
+    };
+    const usable = (view: PeerView): boolean => view.status === 'verified' || view.status === 'pinned';
+    const timers = [setInterval(() => void directory.checkStatic(), STATIC_CHECK_MS)];
+    for (const timer of timers) timer.unref();
+    void directory.checkStatic();
 
     const handlers = {
       status: () => ({ name, id: identity.fingerprint, port: ssh.port, sessions: sessions.count, capacity: sessions.capacity, apps: catalog.apps.length, catalogVersion: catalog.version }),
@@ -134,34 +215,79 @@ export class Daemon {
       query: async (params: Record<string, unknown>) => {
         const query = text(params, 'query');
         if (!/^ebp:[a-z]+$/.test(query)) throw new EbpError('USAGE', `unknown query "${query.slice(0, 32)}"`);
-        const connection = await pool.get(parseEndpoint(text(params, 'peer'), 20101));
+        const { connection } = await connect(text(params, 'peer'));
         return connection.query(query);
+      },
+      peers: () => ({ self: { name: discovery?.instanceName ?? name, id: identity.fingerprint, port: ssh.port }, peers: directory.list() }),
+      'peers-add': async (params: Record<string, unknown>) => {
+        const added = await staticPeers.add(text(params, 'endpoint'));
+        await directory.checkStatic();
+        return added;
+      },
+      'peers-remove': async (params: Record<string, unknown>) => staticPeers.remove(text(params, 'endpoint')),
+      'peers-forget': async (params: Record<string, unknown>) => knownHosts.forget(text(params, 'endpoint')),
+      resolve: (params: Record<string, unknown>) => directory.resolve(text(params, 'peer')),
+      'pool-apps': async () => {
+        const pool: Record<string, { id: string; name: string; comment: string; terminal: boolean; peers: string[] }> = {};
+        const own = catalogView(catalog).apps.map((app) => ({ app, peer: `${discovery?.instanceName ?? name} (this machine)` }));
+        const remote = await Promise.all(directory.list().filter(usable).map(async (view) => {
+          try {
+            return (await peerCatalog(view)).map((app) => ({ app, peer: view.name }));
+          } catch {
+            return [];
+          }
+        }));
+        for (const { app, peer } of [...own, ...remote.flat()]) {
+          const entry = pool[app.id] ?? { id: app.id, name: app.name, comment: app.comment, terminal: app.terminal, peers: [] };
+          if (!entry.peers.includes(peer)) entry.peers.push(peer);
+          pool[app.id] = entry;
+        }
+        return Object.values(pool).sort((a, b) => a.name.localeCompare(b.name));
+      },
+      pick: async (params: Record<string, unknown>) => {
+        const app = text(params, 'app');
+        const loadOf = (view: PeerView): number => {
+          const [running = 0, capacity = 1] = (view.load ?? '0/1').split('/').map(Number);
+          return capacity > 0 ? running / capacity : 1;
+        };
+        const candidates = directory.list().filter(usable).sort((a, b) => loadOf(a) - loadOf(b));
+        for (const view of candidates) {
+          try {
+            if ((await peerCatalog(view)).some((entry) => entry.id === app)) return { peer: view.id ?? `${view.addresses[0] ?? ''}:${view.port}`, name: view.name };
+          } catch {
+            // unreachable now: try the next one
+          }
+        }
+        throw new EbpError('NOT_FOUND', `no verified peer in the pool offers "${app.slice(0, 64)}"`, { hint: 'see `ebp apps --all`' });
       },
       reload: async () => {
         catalog = await catalogFromConfig(config, options.env);
+        announce();
         return { apps: catalog.apps.length, version: catalog.version };
       },
     };
     const streams = {
       run: async (params: Record<string, unknown>, socket: Socket, leftover: Buffer) => {
-        const endpoint = parseEndpoint(text(params, 'peer'), 20101);
         const command = params['command'];
         if (!Array.isArray(command) || command.length === 0 || !command.every((word): word is string => typeof word === 'string')) {
           throw new EbpError('USAGE', 'the launch names no app');
         }
         const pty = params['pty'] as { term: string; cols: number; rows: number } | undefined;
         const env = (params['env'] ?? {}) as Record<string, string>;
-        const connection = await pool.get(endpoint);
+        const { connection, target } = await connect(text(params, 'peer'));
         const channel = await connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env });
-        socket.write(`${JSON.stringify({ ok: true, result: { peer: endpointText(endpoint), fingerprint: connection.fingerprint } })}\n`);
+        const where = target.view?.name ?? endpointText(connection.endpoint);
+        socket.write(`${JSON.stringify({ ok: true, result: { peer: where, fingerprint: connection.fingerprint } })}\n`);
         socket.resume();
-        socket.once('close', () => { channel.close(); });
-        await relayToProcess(socket, channelProcess(channel, endpointText(endpoint)), leftover);
+        socket.once('close', () => {
+          channel.close();
+        });
+        await relayToProcess(socket, channelProcess(channel, where), leftover);
       },
     };
     const control = await ControlServer.listen(controlSocketPath(paths.runtimeDir), handlers, streams);
-    log('daemon-started', { name, id: identity.fingerprint, port: ssh.port, apps: catalog.apps.length, control: control.path, state: paths.stateDir });
-    return new Daemon({ identity, config, name, ssh, control, sessions, approvals, pool, log, catalog });
+    log('daemon-started', { name: discovery?.instanceName ?? name, id: identity.fingerprint, port: ssh.port, apps: catalog.apps.length, control: control.path, state: paths.stateDir, discovery: discovery === undefined ? 'off' : 'on' });
+    return new Daemon({ identity, config, name: discovery?.instanceName ?? name, ssh, control, sessions, approvals, pool, log, catalog, discovery, timers });
   }
 
   get port(): number {
@@ -177,6 +303,9 @@ export class Daemon {
     this.#closing ??= (async () => {
       this.#log('daemon-stopping', { sessions: this.#sessions.count });
       this.#approvals.close();
+      for (const timer of this.#timers) clearInterval(timer);
+      // Goodbyes first, so that peers drop us within a second.
+      await this.#discovery?.close();
       await this.#control.close();
       await this.#sessions.stopAll();
       await this.#ssh.close();

@@ -25,7 +25,7 @@ export function parseEndpoint(text: string, defaultPort: number): Endpoint {
   const match = bracketed ?? plain;
   const port = Number(match?.[2] ?? defaultPort);
   if (match?.[1] === undefined || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new EbpError('USAGE', `"${text}" is not HOST:PORT`, { hint: 'e.g. 198.18.0.2:20101, [fd00::2]:20101, or a peer name once discovery runs' });
+    throw new EbpError('USAGE', `"${text}" is not HOST:PORT`, { hint: 'e.g. 198.18.0.2:20101 or [fd00::2]:20101; peer names and fingerprints need the local daemon (`ebp up`), which knows the pool' });
   }
   return { host: match[1], port };
 }

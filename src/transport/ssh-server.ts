@@ -23,6 +23,7 @@ export interface SshServerOptions {
 
 export interface PeerQueries {
   apps(): unknown;
+  status(): unknown;
 }
 
 /** Signals a client may send to the app (RFC 4254 names, without SIG). */
@@ -291,6 +292,9 @@ export class SshServer {
         break;
       case 'ebp:apps':
         channel.write(`${JSON.stringify(this.#options.queries.apps())}\n`);
+        break;
+      case 'ebp:status':
+        channel.write(`${JSON.stringify(this.#options.queries.status())}\n`);
         break;
       default:
         channel.stderr.write(`ebp: unknown query "${query.slice(0, 64)}"\n`);

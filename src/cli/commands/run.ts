@@ -2,14 +2,18 @@
 import { EbpError } from '../../lib/errors.js';
 import { attach, localTerminal } from '../attach.js';
 import type { Command } from '../command.js';
+import { callDaemon } from '../../control/client.js';
+import { flag } from '../args.js';
 import { launchOnPeer, localeEnv } from '../peer-access.js';
 
 export const runCommand: Command = {
   name: 'run',
   summary: 'run an app on a peer, here in this terminal',
-  usage: 'ebp run PEER APP [ARGS...]',
+  usage: 'ebp run PEER APP [ARGS...] | ebp run --any APP [ARGS...]',
   description: `
-Runs APP on PEER (HOST:PORT) in a fresh sandbox there. With a terminal, the app gets a terminal
+Runs APP on PEER in a fresh sandbox there. PEER is a display name, a fingerprint prefix or
+HOST:PORT (names need the local daemon, which knows the pool). With --any, the least-loaded
+verified peer that offers APP runs it. With a terminal, the app gets a terminal
 of its own on the peer, connected to this one (raw mode, resizes); otherwise stdin, stdout and
 stderr are plain streams. Arguments are passed as data: the peer never gives them to a shell.
 
@@ -20,10 +24,23 @@ Exit status: the app's own; 128+N when it was killed by signal N; 255 when the p
 reached or the session breaks (the message says which); 1 when the owner denied the launch or
 did not answer in time.`,
   stopAtOperand: true,
-  options: {},
+  options: {
+    any: { type: 'boolean', description: 'run on the least-loaded verified peer that offers APP' },
+  },
   async run({ args, paths, stderr }) {
-    const [peer, app, ...rest] = args.operands;
-    if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run HOST:PORT APP [ARGS...]; see the apps with `ebp apps HOST:PORT`' });
+    let peer: string | undefined;
+    let app: string | undefined;
+    let rest: string[];
+    if (flag(args, 'any')) {
+      [app, ...rest] = args.operands;
+      if (app === undefined) throw new EbpError('USAGE', 'ebp run --any needs an APP');
+      const picked = (await callDaemon(paths.runtimeDir, 'pick', { app })) as { peer: string; name: string };
+      peer = picked.peer;
+      stderr.write(`ebp: running ${app} on ${picked.name}\n`);
+    } else {
+      [peer, app, ...rest] = args.operands;
+    }
+    if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run PEER APP [ARGS...]; see the peers with `ebp peers` and their apps with `ebp apps PEER`' });
     const pty = localTerminal();
     const launch = await launchOnPeer(paths, { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }) });
     try {

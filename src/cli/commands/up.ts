@@ -1,15 +1,25 @@
 // `ebp up`: run the daemon in the foreground until SIGINT/SIGTERM.
 import { EbpError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
-import { integerOption, stringOption } from '../args.js';
+import { flag, integerOption, listOption, stringOption } from '../args.js';
 import type { Command } from '../command.js';
+
+/** EBP_DISCOVERY_TTL: short record lifetimes for tests and demos (seconds, 1..4500). */
+function discoveryTtl(text: string | undefined): { discoveryTtlSeconds?: number } {
+  if (text === undefined) return {};
+  const seconds = Number(text);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 4500) throw new EbpError('USAGE', `EBP_DISCOVERY_TTL must be whole seconds from 1 to 4500 (got "${text}")`);
+  return { discoveryTtlSeconds: seconds };
+}
 
 export const upCommand: Command = {
   name: 'up',
   summary: 'run the daemon: share this machine\'s apps with peers',
-  usage: 'ebp up [--name NAME] [--port N] [--listen ADDR] [--config FILE] [--log-format text|json]',
+  usage: 'ebp up [--name NAME] [--port N] [--listen ADDR] [--config FILE] [--no-discovery] [--interface IFACE]... [--log-format text|json]',
   description: `
-Runs the eBrainPool daemon in the foreground. It shares this machine's applications over SSH
+Runs the eBrainPool daemon in the foreground. It announces itself and browses for peers with
+DNS-SD (mDNS, _ebrainpool._tcp) on every multicast interface, or only on --interface ones (when
+it listens on loopback only, discovery needs --interface). It shares this machine's applications over SSH
 (public-key authentication only; every launch in a fresh sandbox), answers the local CLI on a
 Unix socket in its runtime folder, and keeps connections to peers open for fast launches.
 Logs one line per event on stderr. SIGINT or SIGTERM end every running session cleanly, then
@@ -24,6 +34,8 @@ that names it.`,
     listen: { type: 'string', value: 'ADDR', description: 'listen only on this address (default: all)' },
     config: { type: 'string', value: 'FILE', description: 'configuration file (TOML)' },
     'log-format': { type: 'string', value: 'FORMAT', description: 'text (default) or json' },
+    'no-discovery': { type: 'boolean', description: 'neither announce nor browse with DNS-SD (static peers still work)' },
+    interface: { type: 'string', value: 'IFACE', multiple: true, description: 'announce and browse only on this interface' },
   },
   async run({ args, paths }) {
     const format = stringOption(args, 'log-format') ?? 'text';
@@ -33,6 +45,7 @@ that names it.`,
     const name = stringOption(args, 'name');
     const listen = stringOption(args, 'listen');
     const config = stringOption(args, 'config');
+    const interfaces = listOption(args, 'interface');
     const { Daemon } = await import('../../daemon/daemon.js');
     const daemon = await Daemon.start({
       paths, log,
@@ -40,6 +53,9 @@ that names it.`,
       ...(name === undefined ? {} : { name }),
       ...(listen === undefined ? {} : { host: listen }),
       ...(config === undefined ? {} : { configFile: config }),
+      ...(flag(args, 'no-discovery') ? { noDiscovery: true } : {}),
+      ...(interfaces.length === 0 ? {} : { interfaces }),
+      ...discoveryTtl(process.env['EBP_DISCOVERY_TTL']),
     });
     process.stdout.write(`ebp: sharing ${daemon.catalog.apps.length} apps as "${daemon.name}" on port ${daemon.port} (${daemon.identity.fingerprint})\n`);
     await new Promise<void>((resolve) => {
