@@ -19,6 +19,7 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'run', summary: 'run an app on a peer, here in this terminal', load: async () => (await import('./commands/run.js')).runCommand },
   { name: 'apps', summary: 'list the apps a peer shares (or this machine\'s own)', load: async () => (await import('./commands/apps.js')).appsCommand },
   { name: 'peers', summary: 'the peers in the pool; add/remove static peers; forget a key', load: async () => (await import('./commands/peers.js')).peersCommand },
+  { name: 'name', summary: 'show or change this machine\'s display name in the pool (live)', load: async () => (await import('./commands/name.js')).nameCommand },
   { name: 'id', summary: 'show this machine\'s name and key fingerprint (its peer id)', load: async () => (await import('./commands/id.js')).idCommand },
   { name: 'trust', summary: 'trust a peer\'s key: its launches run without asking', load: async () => (await import('./commands/trust.js')).trustCommand },
   { name: 'untrust', summary: 'stop trusting a key (by fingerprint, prefix or name)', load: async () => (await import('./commands/trust.js')).untrustCommand },

@@ -4,7 +4,7 @@
 import type { Socket } from 'node:net';
 import type { Catalog } from '../catalog/catalog.js';
 import { loadConfig, defaultConfigFile } from '../config/load.js';
-import type { Config } from '../config/schema.js';
+import { displayNameProblem, type Config } from '../config/schema.js';
 import type { StatePaths } from '../config/paths.js';
 import { controlSocketPath } from '../control/client.js';
 import { relayToProcess } from '../control/frames.js';
@@ -227,6 +227,14 @@ export class Daemon {
       'peers-remove': async (params: Record<string, unknown>) => staticPeers.remove(text(params, 'endpoint')),
       'peers-forget': async (params: Record<string, unknown>) => knownHosts.forget(text(params, 'endpoint')),
       resolve: (params: Record<string, unknown>) => directory.resolve(text(params, 'peer')),
+      rename: (params: Record<string, unknown>) => {
+        const wanted = text(params, 'name');
+        const problem = displayNameProblem(wanted);
+        if (problem !== undefined) throw new EbpError('USAGE', `invalid name: ${problem}`);
+        if (discovery === undefined) throw new EbpError('USAGE', 'discovery is off, so there is no announced name to change', { hint: 'restart with --name NAME' });
+        discovery.rename(wanted);
+        return { name: wanted };
+      },
       'pool-apps': async () => {
         const pool: Record<string, { id: string; name: string; comment: string; terminal: boolean; peers: string[] }> = {};
         const own = catalogView(catalog).apps.map((app) => ({ app, peer: `${discovery?.instanceName ?? name} (this machine)` }));
