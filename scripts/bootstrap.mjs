@@ -4,7 +4,7 @@
 // builds, prepares the host (root), then runs the daemon, the test suite or the benchmarks.
 // Only Node's built-ins here: nothing else is installed yet when this runs.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,6 +29,11 @@ const PACKAGES = {
     procps: 'process checks in leak tests',
     iproute2: 'test hosts in network namespaces',
     locales: 'locale checks inside the sandbox',
+    'openssh-client': 'interop: the real ssh client and ssh-keygen against the daemon',
+    'openssh-server': 'benchmark anchor: a private sshd on loopback (never started as a service)',
+    'avahi-daemon': 'interop: a real DNS-SD peer, run only inside test network namespaces',
+    'avahi-utils': 'interop: avahi-browse and avahi-publish',
+    dbus: 'the private bus avahi-daemon needs in the interop tests',
   },
   bench: {
     hyperfine: 'times whole commands against the anchors',
@@ -83,8 +88,18 @@ function ensurePackages() {
   }
   log(`installing system packages: ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  mustRun('apt-get', ['update', '-q'], { env });
-  mustRun('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
+  // Packages such as openssh-server and avahi-daemon start their service on install; on this
+  // machine that would open sshd on port 22 and announce mDNS on the real interfaces. Debian's
+  // policy-rc.d hook (exit 101) forbids service starts for the duration of the install.
+  const policy = '/usr/sbin/policy-rc.d';
+  const ownPolicy = !existsSync(policy);
+  if (ownPolicy) writeFileSync(policy, '#!/bin/sh\n# ebp bootstrap: no service starts during package installation\nexit 101\n', { mode: 0o755 });
+  try {
+    mustRun('apt-get', ['update', '-q'], { env });
+    mustRun('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
+  } finally {
+    if (ownPolicy) rmSync(policy, { force: true });
+  }
 }
 
 function newer(file, than) {
