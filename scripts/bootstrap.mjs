@@ -94,11 +94,12 @@ function ensurePackages() {
   const policy = '/usr/sbin/policy-rc.d';
   const ownPolicy = !existsSync(policy);
   if (ownPolicy) writeFileSync(policy, '#!/bin/sh\n# ebp bootstrap: no service starts during package installation\nexit 101\n', { mode: 0o755 });
-  try {
-    mustRun('apt-get', ['update', '-q'], { env });
-    mustRun('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
-  } finally {
-    if (ownPolicy) rmSync(policy, { force: true });
+  let status = run('apt-get', ['update', '-q'], { env });
+  if (status === 0) status = run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env });
+  if (ownPolicy) rmSync(policy, { force: true });
+  if (status !== 0) {
+    log(`apt-get failed with status ${status}; fix the message above, then run this again`);
+    process.exit(status);
   }
 }
 
