@@ -1,0 +1,208 @@
+// What a launch carries: the app's name and arguments as data (never a shell, never a sandbox
+// option), exit statuses and signals both ways, the terminal and its size, 100 MiB of stdin and
+// stdout intact, and no environment beyond the locale. Each through both client paths: the CLI
+// dialling the peer itself (no local daemon) and the CLI relayed by its own daemon.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { IS_ROOT, setupOnce } from './helpers/ebp.js';
+import {
+  clientDir, EBP, ebpIn, hostConfig, inTerminal, pipeThrough, poolCleanup, sha256, shown, startDaemon, startIn, trustClient,
+  type PoolDaemon,
+} from './helpers/pool.js';
+
+const SKIP = IS_ROOT ? false : 'needs root (sandboxes run as the ebp-sandbox user)';
+const DAEMON_SECRET = `EBP_TEST_DAEMON_ONLY_${randomBytes(4).toString('hex')}`;
+
+let hostA: PoolDaemon;
+let relayB: PoolDaemon;
+let direct: string;
+/** [path name, client state folder]: the CLI alone, and the CLI with its own daemon running. */
+let paths: [string, string][];
+
+before(async () => {
+  if (SKIP !== false) return;
+  await setupOnce();
+  [hostA, relayB] = await Promise.all([
+    startDaemon({ label: 'A', config: hostConfig({ name: 'alpha', policy: 'trusted-only' }), env: { [DAEMON_SECRET]: 'leaked' } }),
+    startDaemon({ label: 'B', config: hostConfig({ name: 'beta', apps: [] }) }),
+  ]);
+  direct = clientDir('C');
+  await trustClient(hostA, direct);
+  await trustClient(hostA, relayB.stateDir);
+  paths = [['direct', direct], ['relayed', relayB.stateDir]];
+});
+after(poolCleanup);
+
+describe('apps that are not shared', { skip: SKIP }, () => {
+  test('a clear error naming the app, also for ids with shell metacharacters; nothing runs', { timeout: 90_000 }, async () => {
+    const ids = ['nosuchapp', 'echo;id', '$(id)', '`id`', 'echo hi', '../../usr/bin/id', '/usr/bin/id', 'echo|id', 'sh&&id', '*', '~root', "it's"];
+    for (const [path, client] of paths) {
+      for (const id of ids) {
+        const result = await ebpIn(client, ['run', hostA.endpoint, id]);
+        assert.ok(result.stderr.includes(`"${id}" is not an app this machine shares`), `${path} ${JSON.stringify(id)}\n${shown(result)}`);
+        assert.equal(result.stdout, '', `${path} ${JSON.stringify(id)}: nothing ran`);
+        assert.notEqual(result.code, 0, `${path} ${JSON.stringify(id)}\n${shown(result)}`);
+      }
+    }
+  });
+
+  test('the exit status of a launch refused at once is never lost (1 every time, not 255)', { timeout: 90_000 }, async () => {
+    // The host writes the refusal, exit-status and close right after accepting the exec
+    // request; they often arrive in the same read as the exec reply.
+    const failures: string[] = [];
+    for (const [path, client] of paths) {
+      for (let i = 0; i < 10; i += 1) {
+        const result = await ebpIn(client, ['run', hostA.endpoint, 'nosuchapp']);
+        if (result.code !== 1) failures.push(`${path} #${i}: ${shown(result)}`);
+      }
+    }
+    assert.equal(failures.length, 0, `${failures.length} of 20 refused launches did not exit 1; the first:\n${failures.slice(0, 2).join('\n')}`);
+  });
+});
+
+describe('arguments are inert data', { skip: SKIP }, () => {
+  const HOSTILE = ['--', '--bind', '/', '/', '$(id)', ';id', 'a\nb', '`uname`', '&&', '|', '>x', "it's", '"q"', '\\', '*', '~', '%f', '%U', '', ' lead', 'tab\there', '-v', '--help', 'ünï©ødé'];
+
+  test('each argument reaches the app as exactly one argv element, verbatim', { timeout: 60_000 }, async () => {
+    for (const [path, client] of paths) {
+      const result = await ebpIn(client, ['run', hostA.endpoint, 'argv', ...HOSTILE]);
+      assert.equal(result.code, 0, `${path}\n${shown(result)}`);
+      assert.deepEqual(JSON.parse(result.stdout), HOSTILE, path);
+    }
+  });
+
+  test('`ebp run A echo -- --bind / /` and friends print verbatim', { timeout: 60_000 }, async () => {
+    const cases: [string[], string][] = [
+      [['--', '--bind', '/', '/'], '-- --bind / /\n'],
+      [['$(id)'], '$(id)\n'],
+      [[';id'], ';id\n'],
+      [['a\nb'], 'a\nb\n'],
+      [['`uname`'], '`uname`\n'],
+      [['&&'], '&&\n'],
+    ];
+    for (const [path, client] of paths) {
+      for (const [args, expected] of cases) {
+        const result = await ebpIn(client, ['run', hostA.endpoint, 'echo', ...args]);
+        assert.equal(result.stdout, expected, `${path} echo ${JSON.stringify(args)}\n${shown(result)}`);
+        assert.equal(result.code, 0);
+      }
+    }
+  });
+
+  test('nothing becomes a bwrap option: a --bind argument binds nothing', { timeout: 60_000 }, async () => {
+    for (const [path, client] of paths) {
+      const result = await ebpIn(client, ['run', hostA.endpoint, 'sh', '-c', 'ls -d /x 2>&1; cat /etc/hostname; echo "$@"', '--', '--bind', '/', '/x', '--uid', '0']);
+      assert.match(result.stdout, /No such file or directory/, `${path}: /x does not exist in the sandbox\n${shown(result)}`);
+      assert.match(result.stdout, /^sandbox$/m, `${path}: still the sandbox`);
+      assert.match(result.stdout, /^--bind \/ \/x --uid 0$/m);
+      assert.equal(result.code, 0);
+    }
+  });
+});
+
+describe('exit statuses and signals', { skip: SKIP }, () => {
+  test('the app\'s exit status comes back: sh -c "exit 7" → 7', { timeout: 60_000 }, async () => {
+    for (const [path, client] of paths) {
+      const result = await ebpIn(client, ['run', hostA.endpoint, 'sh', '-c', 'exit 7']);
+      assert.equal(result.code, 7, `${path}\n${shown(result)}`);
+    }
+  });
+
+  test('an app killed by a signal: sh -c "kill -TERM $$" → 143', { timeout: 60_000 }, async () => {
+    for (const [path, client] of paths) {
+      const result = await ebpIn(client, ['run', hostA.endpoint, 'sh', '-c', 'kill -TERM $$']);
+      assert.equal(result.code, 143, `${path}\n${shown(result)}`);
+    }
+  });
+
+  const TRAP = 'trap "echo got-int; exit 42" INT; echo ready; while :; do sleep 0.1; done';
+
+  test('SIGINT sent to the `ebp run` client (no terminal, stdin open) reaches the app', { timeout: 60_000 }, async () => {
+    for (const [path, client] of paths) {
+      const launch = startIn(client, ['run', hostA.endpoint, 'sh', '-c', TRAP], { input: '', killAfterMs: 20_000 });
+      await launch.waitFor(/ready/);
+      launch.child.kill('SIGINT');
+      const result = await launch.done;
+      assert.match(result.stdout, /got-int/, `${path}\n${shown(result)}`);
+      assert.equal(result.code, 42, `${path}\n${shown(result)}`);
+    }
+  });
+
+  test('SIGINT reaches the app also when the client\'s stdin is already at its end (</dev/null)', { timeout: 60_000 }, async () => {
+    for (const [path, client] of paths) {
+      const launch = startIn(client, ['run', hostA.endpoint, 'sh', '-c', TRAP], { killAfterMs: 8000 });
+      await launch.waitFor(/ready/);
+      launch.child.kill('SIGINT');
+      const result = await launch.done;
+      assert.match(result.stdout, /got-int/, `${path}: the INT never reached the app (the client was killed after 8 s)\n${shown(result)}`);
+      assert.equal(result.code, 42, `${path}\n${shown(result)}`);
+    }
+  });
+});
+
+describe('terminal', { skip: SKIP }, () => {
+  test('`ebp run A sh` in a terminal: the app sees the size, and a resize', { timeout: 90_000 }, async () => {
+    for (const [path, client] of paths) {
+      const { screen, exit } = await inTerminal(
+        [process.execPath, EBP, '--state-dir', client, 'run', hostA.endpoint, 'sh'],
+        [
+          ['$ ', 'stty size; echo T=$TERM\\r'],
+          ['T=xterm', '@resize 50 132'],
+          ['T=xterm', 'sleep 1; stty size\\r'],
+          ['50 132', 'exit 7\\r'],
+        ],
+        { rows: 33, cols: 91 },
+      );
+      assert.match(screen, /33 91/, `${path}: the start size\n${screen}`);
+      assert.match(screen, /T=xterm-256color/, `${path}: TERM passes with a terminal`);
+      assert.match(screen, /50 132/, `${path}: the new size\n${screen}`);
+      assert.equal(exit, 7, `${path}\n${screen}`);
+    }
+  });
+});
+
+describe('100 MiB through stdin and back', { skip: SKIP }, () => {
+  const SIZE = 100 * 1024 * 1024;
+  let data: Buffer;
+  let expected: string;
+  before(() => {
+    data = randomBytes(SIZE);
+    expected = sha256(data);
+  });
+
+  test('direct (no local daemon): `ebp run A cat` returns every byte in order', { timeout: 180_000 }, async (t) => {
+    const result = await pipeThrough(direct, hostA.endpoint, ['cat'], data);
+    t.diagnostic(`direct: ${SIZE} bytes round trip in ${Math.round(result.ms)} ms`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.bytes, SIZE);
+    assert.equal(result.hash, expected);
+  });
+
+  test('relayed by the client\'s own daemon: every byte in order', { timeout: 180_000 }, async (t) => {
+    const result = await pipeThrough(relayB.stateDir, hostA.endpoint, ['cat'], data);
+    t.diagnostic(`relayed: ${SIZE} bytes round trip in ${Math.round(result.ms)} ms`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.bytes, SIZE);
+    assert.equal(result.hash, expected);
+  });
+});
+
+describe('environment', { skip: SKIP }, () => {
+  test('only LANG and LC_* pass from the client; nothing of the host daemon\'s', { timeout: 60_000 }, async () => {
+    for (const [path, client] of paths) {
+      const result = await ebpIn(client, ['run', hostA.endpoint, 'env'], {
+        env: { ...process.env, EBP_STATE_DIR: '', LANG: 'C.UTF-8', LC_TIME: 'C', LD_PRELOAD: 'x', FOO_SECRET: 'bar', PATH: `/nonexistent-ebp:${process.env['PATH'] ?? ''}` },
+      });
+      assert.equal(result.code, 0, `${path}\n${shown(result)}`);
+      const env = new Map(result.stdout.split('\n').filter((line) => line.includes('=')).map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+      assert.equal(env.get('LANG'), 'C.UTF-8', `${path}: LANG passes\n${result.stdout}`);
+      assert.equal(env.get('LC_TIME'), 'C', `${path}: LC_* passes`);
+      assert.ok(!env.has('LD_PRELOAD'), `${path}: LD_PRELOAD must not pass\n${result.stdout}`);
+      assert.ok(!env.has('FOO_SECRET'), `${path}: other variables must not pass`);
+      assert.ok(!(env.get('PATH') ?? '').includes('nonexistent-ebp'), `${path}: the client's PATH must not pass`);
+      assert.ok(!env.has(DAEMON_SECRET), `${path}: the host daemon's environment must not pass`);
+      assert.ok(!env.has('TERM'), `${path}: no TERM without a terminal`);
+    }
+  });
+});

@@ -1,0 +1,138 @@
+// How sessions end: the owner lists and stops them; a client killed outright (kill -9) takes its
+// sandbox with it within 2 s, also when its own daemon relayed the launch; a host killed outright
+// leaves no sandbox process behind and the client exits 255 with a clear message.
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { hostProcesses, IS_ROOT, setupOnce } from './helpers/ebp.js';
+import {
+  cgroupMembers, clientDir, ebpIn, ebpOk, fingerprintOf, hostConfig, marker, poolCleanup, sandboxCgroupDirs, sandboxProcessesUnder,
+  sandboxProcessesWith, sessionsOf, shown, startDaemon, startIn, trustClient, waitUntil, type PoolDaemon,
+} from './helpers/pool.js';
+
+const SKIP = IS_ROOT ? false : 'needs root (sandboxes run as the ebp-sandbox user)';
+
+let hostA: PoolDaemon;
+let relayB: PoolDaemon;
+let direct: string;
+
+before(async () => {
+  if (SKIP !== false) return;
+  await setupOnce();
+  [hostA, relayB] = await Promise.all([
+    startDaemon({ label: 'A', config: hostConfig({ name: 'alpha', policy: 'trusted-only' }) }),
+    startDaemon({ label: 'B', config: hostConfig({ name: 'beta', apps: [] }) }),
+  ]);
+  direct = clientDir('C');
+  await trustClient(hostA, direct);
+  await trustClient(hostA, relayB.stateDir);
+});
+after(poolCleanup);
+
+/** Starts `ebp run HOST sleep 30.<marker>` and waits until its sandboxed sleep runs on the host. */
+async function startSleeper(client: string, host: PoolDaemon): Promise<{ launch: ReturnType<typeof startIn>; tag: string }> {
+  const tag = `30.${marker()}`;
+  const launch = startIn(client, ['run', host.endpoint, 'sleep', tag], { input: '', killAfterMs: 60_000 });
+  await waitUntil(() => sandboxProcessesWith(`sleep ${tag}`).some((p) => p.argv[0]?.endsWith('sleep')), 15_000, `sleep ${tag} to run in a sandbox`);
+  return { launch, tag };
+}
+
+describe('sessions and stop', { skip: SKIP }, () => {
+  test('`ebp sessions --json` lists a running session: peer, app, start time, CPU and memory', { timeout: 60_000 }, async () => {
+    const began = Date.now();
+    const { launch, tag } = await startSleeper(direct, hostA);
+    const clientId = await fingerprintOf(direct);
+    const sessions = await sessionsOf(hostA);
+    const mine = sessions.filter((s) => s.peerId === clientId);
+    assert.equal(mine.length, 1, JSON.stringify(sessions));
+    const [session] = mine;
+    assert.ok(session !== undefined);
+    assert.equal(session.app, 'sleep');
+    assert.match(session.id, /^[0-9a-f]{6,}$/);
+    assert.ok(session.peerName !== '', 'a (claimed) peer name is shown');
+    const started = Date.parse(session.startedAt);
+    assert.ok(started >= began - 1000 && started <= Date.now(), `startedAt ${session.startedAt}`);
+    assert.equal(typeof session.cpuSeconds, 'number', `CPU time is reported: ${JSON.stringify(session)}`);
+    assert.equal(typeof session.memoryBytes, 'number', `memory is reported: ${JSON.stringify(session)}`);
+    assert.ok((session.memoryBytes ?? 0) > 0);
+    const human = await ebpOk(hostA.stateDir, ['sessions']);
+    assert.ok(human.stdout.includes(session.id) && human.stdout.includes('sleep'), human.stdout);
+
+    const began2 = performance.now();
+    await ebpOk(hostA.stateDir, ['stop', session.id.slice(0, 8)]);
+    const result = await launch.done;
+    assert.ok(performance.now() - began2 < 5000, 'the client ends soon after the stop');
+    assert.equal(result.code, 143, `the client exits 143 (SIGTERM)\n${shown(result)}`);
+    assert.deepEqual(sandboxProcessesWith(`sleep ${tag}`), []);
+    assert.deepEqual((await sessionsOf(hostA)).filter((s) => s.peerId === clientId), []);
+  });
+
+  test('`ebp stop` ends a session relayed by the client\'s daemon too', { timeout: 60_000 }, async () => {
+    const { launch, tag } = await startSleeper(relayB.stateDir, hostA);
+    const session = (await sessionsOf(hostA)).find((s) => s.peerId === relayB.fingerprint);
+    assert.ok(session !== undefined);
+    await ebpOk(hostA.stateDir, ['stop', session.id]);
+    const result = await launch.done;
+    assert.equal(result.code, 143, shown(result));
+    assert.deepEqual(sandboxProcessesWith(`sleep ${tag}`), []);
+  });
+
+  test('`ebp stop` of an unknown session fails clearly', { timeout: 30_000 }, async () => {
+    const result = await ebpIn(hostA.stateDir, ['stop', 'ffffffffffff']);
+    assert.equal(result.code, 1, shown(result));
+    assert.match(result.stderr, /no running session/);
+  });
+});
+
+describe('client killed mid-session', { skip: SKIP }, () => {
+  for (const path of ['direct', 'relayed'] as const) {
+    test(`kill -9 of the client (${path}): the sandbox on the host is gone within 2 s`, { timeout: 60_000 }, async () => {
+      const client = path === 'direct' ? direct : relayB.stateDir;
+      const clientId = path === 'direct' ? await fingerprintOf(direct) : relayB.fingerprint;
+      const { launch, tag } = await startSleeper(client, hostA);
+      assert.equal((await sessionsOf(hostA)).filter((s) => s.peerId === clientId).length, 1);
+      const killedAt = performance.now();
+      launch.child.kill('SIGKILL');
+      await waitUntil(() => sandboxProcessesWith(`sleep ${tag}`).length === 0, 5000, `sleep ${tag} to end`, 20);
+      const goneMs = performance.now() - killedAt;
+      await waitUntil(async () => (await sessionsOf(hostA)).every((s) => s.peerId !== clientId), 5000, 'the session to leave the list');
+      const listedMs = performance.now() - killedAt;
+      assert.ok(goneMs < 2000, `the sandbox processes ended ${Math.round(goneMs)} ms after the kill`);
+      assert.ok(listedMs < 3000, `the session left the list ${Math.round(listedMs)} ms after the kill`);
+      await launch.done;
+    });
+  }
+});
+
+describe('host killed mid-session', { skip: SKIP }, () => {
+  for (const path of ['direct', 'relayed'] as const) {
+    test(`kill -9 of the host daemon (${path}): the client exits 255 with a clear message; no sandbox survives`, { timeout: 90_000 }, async () => {
+      const host = await startDaemon({ label: `dying-${path}`, config: hostConfig({ name: 'dying', policy: 'trusted-only' }) });
+      const client = path === 'direct' ? clientDir('dying-client') : relayB.stateDir;
+      await trustClient(host, client);
+      const { launch, tag } = await startSleeper(client, host);
+      const sandboxPids = sandboxProcessesUnder(host.pid).map((p) => p.pid);
+      assert.ok(sandboxPids.length > 0, 'the sandbox runs below the daemon');
+      const sessionIds = (await sessionsOf(host)).map((s) => s.id);
+      const cgroups = sandboxCgroupDirs().filter((dir) => sessionIds.some((id) => dir.endsWith(`ebp-s-${id}`)));
+
+      const killedAt = performance.now();
+      await host.kill();
+      const result = await launch.done;
+      const clientMs = performance.now() - killedAt;
+      assert.equal(result.code, 255, shown(result));
+      assert.match(result.stderr, /broke|went away|closed|lost|reset/i, `a clear message\n${shown(result)}`);
+      assert.ok(result.stderr.includes(host.endpoint), `the message names the peer\n${shown(result)}`);
+      assert.ok(clientMs < 5000, `the client noticed after ${Math.round(clientMs)} ms`);
+
+      await waitUntil(() => sandboxProcessesWith(`sleep ${tag}`).length === 0, 3000, 'the sandboxed sleep to die with its daemon', 20);
+      await delay(200);
+      // Live means not a zombie: bwrap's orphaned pid 1 may wait a moment for the host's init to reap it.
+      const live = new Set(hostProcesses().map((p) => p.pid));
+      const alive = sandboxPids.filter((pid) => live.has(pid));
+      assert.deepEqual(alive, [], 'no process of the sandbox survives its daemon (bwrap --die-with-parent)');
+      for (const dir of cgroups) assert.deepEqual(cgroupMembers(dir), [], `${dir} holds no process`);
+    });
+  }
+});
