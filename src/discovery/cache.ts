@@ -47,9 +47,10 @@ export const CACHE_LIMITS = {
   txtWaitMs: 1000,
   /**
    * A goodbye (TTL 0) removes the record this long after it arrives. RFC 6762 §10.1 says one
-   * second; slightly less so that a closed peer is gone from others within one second.
+   * second; less, so that a closed peer is gone from others within one second even with the
+   * sweep's 100 ms granularity on top.
    */
-  goodbyeGraceMs: 800,
+  goodbyeGraceMs: 700,
   /** Cache-flush: older records of the same name and type expire this long after (RFC §10.2). */
   flushGraceMs: 1000,
   /** Longest interval between queries for something still missing. */

@@ -128,15 +128,17 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     if (links.length === 0) {
       discovery.log('discovery.no-interfaces', { wanted: options.interfaces ?? 'all', note: 'waiting for one to come up' });
     }
-    try {
-      for (const link of links) await discovery.openLink(link);
-    } catch (error) {
-      for (const sockets of discovery.sockets.values()) {
-        closeSocket(sockets.v4);
-        closeSocket(sockets.v6);
+    // One interface that cannot be used is logged and skipped; none usable at all is an error.
+    let failure: Error | undefined;
+    for (const link of links) {
+      try {
+        await discovery.openLink(link);
+      } catch (error) {
+        failure ??= error instanceof Error ? error : new Error(String(error));
+        discovery.log('discovery.interface-failed', { interface: link.name, error: error instanceof Error ? error.message : String(error) });
       }
-      throw error;
     }
+    if (failure !== undefined && discovery.sockets.size === 0) throw failure;
     discovery.core.setLinks([...discovery.sockets.values()].map((sockets) => sockets.link));
     const rescanMs = options.rescanMs ?? 5000;
     if (rescanMs > 0) discovery.rescanTimer = setInterval(() => void discovery.rescan(), rescanMs);

@@ -2,7 +2,8 @@
 // namespaces: each avahi-daemon runs with a private system D-Bus (dbus-daemon on a unix socket in
 // a temporary folder) and a private /run (its own mount namespace), limited to the test veth.
 //
-//   h1: avahi-daemon "ebpt-avahi-a" + avahi-publish: "Hand Made" (no TXT), "With Txt" (our fields)
+//   h1: avahi-daemon "ebpt-avahi-a" + avahi-publish: "Hand Made" (no TXT), "With Txt" (our fields),
+//       "Dotted.Name v2.0" (a dot inside the instance label)
 //   h2: our discovery "Ours B"
 //   h3: our discovery "Ours C" started first, then avahi-daemon "ebpt-avahi-c" sharing UDP 5353
 //       in the same namespace, publishing "Avahi C"
@@ -210,6 +211,7 @@ describe('discovery next to avahi-daemon', { skip: SKIP }, () => {
     avahiA = new Avahi(lab, h1, 'ebpt-avahi-a');
     await avahiA.start();
     await avahiA.publish('Hand Made', 20101);
+    await avahiA.publish('Dotted.Name v2.0', 20103);
     await avahiA.publish('With Txt', 20102, ['v=1', `id=${String(testTxt('avahi')['id'])}`, 'apps=2', 'cat=0011', 'load=1/4']);
     ourB = lab.node(h2, { name: 'Ours B', port: 20110, txt: testTxt('ours-b') });
     // h3: ours first, then avahi-daemon binds UDP 5353 in the same namespace.
@@ -240,6 +242,10 @@ describe('discovery next to avahi-daemon', { skip: SKIP }, () => {
     assert.equal(withTxt.txt['apps'], 2);
     assert.equal(withTxt.txt['load'], '1/4');
     assert.equal(withTxt.txt['id'], testTxt('avahi')['id']);
+    // Dots inside an instance label stay part of the name.
+    const dotted = await ourB.until('Dotted.Name v2.0', () => ourB.peers.get('Dotted.Name v2.0'), 10_000);
+    assert.equal(dotted.port, 20103);
+    assert.equal(dotted.key, 'dotted.name v2.0@eth0');
   });
 
   it('(b) avahi-browse resolves our service with our TXT fields', async () => {

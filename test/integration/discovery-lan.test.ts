@@ -117,6 +117,55 @@ describe('discovery on a LAN of network namespaces', { skip: SKIP }, () => {
   });
 });
 
+describe('discovery on a host with two links', { skip: SKIP }, () => {
+  let lab: Lab;
+
+  before(() => {
+    lab = new Lab();
+  });
+
+  after(async () => {
+    await lab.destroy();
+  });
+
+  // X has eth0 on br0 and eth1 on br1; Y is on br0 only, Z on br1 only. On X run "Only Eth0"
+  // (interfaces: eth0) and "Both Links" (default: all interfaces) side by side.
+  it('uses only the selected interfaces, for receiving and sending, and keys peers per link', async () => {
+    const x = lab.addHost();
+    const y = lab.addHost();
+    const z = lab.addHost();
+    const br1 = lab.addBridge();
+    // Move Z to br1 only: drop its br0 link and give it one on br1.
+    const zOnBr1 = lab.connect(z, br1, 'eth1');
+    lab.exec(z.ns, 'ip', ['link', 'del', 'eth0']);
+    const xOnBr1 = lab.connect(x, br1, 'eth1');
+    await Promise.all([lab.linkLocalReady(x), lab.linkLocalReady(x, 5000, 'eth1'), lab.linkLocalReady(y), lab.linkLocalReady(z, 5000, 'eth1')]);
+    const only = lab.node(x, { name: 'Only Eth0', port: 20500, txt: testTxt('only'), interfaces: ['eth0'] });
+    const both = lab.node(x, { name: 'Both Links', port: 20501, txt: testTxt('both'), interfaces: undefined });
+    const nodeY = lab.node(y, { name: 'Node Y', port: 20502, txt: testTxt('y'), interfaces: undefined });
+    const nodeZ = lab.node(z, { name: 'Node Z', port: 20503, txt: testTxt('z'), interfaces: undefined });
+    await Promise.all([only, both, nodeY, nodeZ].map((n) => n.ready()));
+    await both.until('Y, Z and Only Eth0', () => seesAll(both, ['Node Y', 'Node Z', 'Only Eth0']), 10_000);
+    await nodeY.until('both on X', () => seesAll(nodeY, ['Only Eth0', 'Both Links']), 10_000);
+    await nodeZ.until('Both Links', () => seesAll(nodeZ, ['Both Links']), 10_000);
+    await only.until('Y and Both Links', () => seesAll(only, ['Node Y', 'Both Links']), 10_000);
+    const zSeen = both.peers.get('Node Z') as PeerInfo;
+    assert.equal(zSeen.key, 'node z@eth1');
+    assert.deepEqual(zSeen.interfaces, ['eth1']);
+    assert.ok(zSeen.addresses.includes(zOnBr1), JSON.stringify(zSeen.addresses));
+    assert.equal((both.peers.get('Node Y') as PeerInfo).key, 'node y@eth0');
+    // Z announces Both Links with X's br1 address only (per-interface address records).
+    const fromZ = nodeZ.peers.get('Both Links') as PeerInfo;
+    assert.ok(fromZ.addresses.includes(xOnBr1) && !fromZ.addresses.includes(x.address), JSON.stringify(fromZ.addresses));
+    // Give them a few more query rounds: Only Eth0 never hears Z, Z never hears Only Eth0.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    assert.equal(only.peers.has('Node Z'), false);
+    assert.equal(nodeZ.peers.has('Only Eth0'), false);
+    const stats = (await only.stats())['stats'] as { offLink: number };
+    assert.ok(stats.offLink > 0, 'Only Eth0 never had to drop a packet from the other link');
+  });
+});
+
 describe(`discovery with ${SCALE} hosts`, { skip: SKIP }, () => {
   let lab: Lab;
 

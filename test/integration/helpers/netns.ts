@@ -43,6 +43,7 @@ function run(args: readonly string[]): string {
 export interface LabHost {
   readonly ns: string;
   readonly index: number;
+  /** Address on eth0 (bridge br0). */
   readonly address: string;
   readonly ifname: 'eth0';
 }
@@ -55,6 +56,7 @@ export class Lab {
   readonly hosts: LabHost[] = [];
   private readonly namespaces: string[] = [];
   private readonly children = new Set<ChildProcess>();
+  private veths = 0;
 
   constructor() {
     this.addNs(this.bridgeNs);
@@ -76,25 +78,46 @@ export class Lab {
     const ns = `${this.prefix}-h${index}`;
     this.addNs(ns);
     run(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.all.accept_dad=0']);
-    run(['ip', 'link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', `v${index}`, 'netns', this.bridgeNs]);
-    run(['ip', '-n', this.bridgeNs, 'link', 'set', `v${index}`, 'master', 'br0', 'up']);
-    const address = `198.18.${this.subnet}.${index}`;
-    run(['ip', '-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
     run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-    run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
-    const host: LabHost = { ns, index, address, ifname: 'eth0' };
+    const host: LabHost = { ns, index, address: this.connect({ ns, index }, 'br0', 'eth0'), ifname: 'eth0' };
     this.hosts.push(host);
     return host;
   }
 
+  /** A further bridge (own broadcast domain) in the bridge namespace: br1, br2, ... */
+  addBridge(): string {
+    const existing = run(['ip', '-n', this.bridgeNs, '-o', 'link', 'show', 'type', 'bridge']).split('\n').filter((line) => line.trim() !== '').length;
+    const name = `br${existing}`;
+    run(['ip', '-n', this.bridgeNs, 'link', 'add', name, 'type', 'bridge', 'mcast_snooping', '0']);
+    run(['ip', '-n', this.bridgeNs, 'link', 'set', name, 'up']);
+    return name;
+  }
+
+  /**
+   * Adds interface `ifname` to a host, on bridge `bridge` (brN), with address
+   * 198.18.<subnet>.<index> on br0, 198.19.<subnet>.<index> on br1 (at most two subnets).
+   */
+  connect(host: Pick<LabHost, 'ns' | 'index'>, bridge: string, ifname: string): string {
+    const number = Number(bridge.slice(2));
+    if (!Number.isInteger(number) || number < 0 || number > 1) throw new Error('only br0 and br1 have address ranges');
+    this.veths += 1;
+    const peer = `v${this.veths}`;
+    run(['ip', 'link', 'add', ifname, 'netns', host.ns, 'type', 'veth', 'peer', 'name', peer, 'netns', this.bridgeNs]);
+    run(['ip', '-n', this.bridgeNs, 'link', 'set', peer, 'master', bridge, 'up']);
+    const address = `198.${18 + number}.${this.subnet}.${host.index}`;
+    run(['ip', '-n', host.ns, 'addr', 'add', `${address}/24`, 'dev', ifname]);
+    run(['ip', '-n', host.ns, 'link', 'set', ifname, 'up']);
+    return address;
+  }
+
   /** Waits until the IPv6 link-local address of a host is usable (not tentative). */
-  async linkLocalReady(host: LabHost, timeoutMs = 5000): Promise<string> {
+  async linkLocalReady(host: LabHost, timeoutMs = 5000, ifname = 'eth0'): Promise<string> {
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const text = run(['ip', '-n', host.ns, '-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'link']);
+      const text = run(['ip', '-n', host.ns, '-6', 'addr', 'show', 'dev', ifname, 'scope', 'link']);
       const match = /inet6 (fe80::[0-9a-f:]+)\/64/.exec(text);
       if (match?.[1] !== undefined && !text.includes('tentative')) return match[1];
-      if (Date.now() > until) throw new Error(`no IPv6 link-local address on ${host.ns}`);
+      if (Date.now() > until) throw new Error(`no IPv6 link-local address on ${host.ns} ${ifname}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
