@@ -104,6 +104,7 @@ function instrumented(engine: SandboxEngine, whatIf: WhatIf = { syncJoin: false,
   const wrapped: CgroupManager = {
     version: inner.version,
     describe: () => inner.describe(),
+    sweep: (olderThanMs) => inner.sweep(olderThanMs),
     async create(name, limits) {
       timeline.createStart = performance.now();
       const cgroup = (whatIf.pooled ? pool.shift() : undefined) ?? (await inner.create(name, limits));

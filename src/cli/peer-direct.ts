@@ -3,9 +3,8 @@ import type { StatePaths } from '../config/paths.js';
 import { loadOrCreateIdentity } from '../peer/identity.js';
 import { KnownHosts } from '../peer/known-hosts.js';
 import { loadConfig, defaultConfigFile } from '../config/load.js';
-import { channelProcess } from '../transport/remote-process.js';
 import { joinShellWords } from '../transport/shell-words.js';
-import { connectPeer, endpointText, parseEndpoint, type PeerConnection } from '../transport/ssh-client.js';
+import { connectPeer, parseEndpoint, type PeerConnection } from '../transport/ssh-client.js';
 import { DEFAULT_PEER_PORT, type LaunchSpec, type PeerLaunch } from './peer-access.js';
 
 async function connect(paths: StatePaths, peer: string): Promise<PeerConnection> {
@@ -19,8 +18,13 @@ async function connect(paths: StatePaths, peer: string): Promise<PeerConnection>
 
 export async function launchDirect(paths: StatePaths, spec: LaunchSpec): Promise<PeerLaunch> {
   const connection = await connect(paths, spec.peer);
-  const channel = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env });
-  return { remote: channelProcess(channel, endpointText(connection.endpoint)), done: () => { connection.close(); } };
+  const remote = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env });
+  return {
+    remote,
+    done: () => {
+      connection.close();
+    },
+  };
 }
 
 export async function queryDirect(paths: StatePaths, peer: string, query: string): Promise<string> {

@@ -103,6 +103,9 @@ export function framedProcess(socket: Socket, leftover: Buffer): RemoteProcess {
     signal(name) {
       socket.write(encodeFrame(Frame.signal, JSON.stringify({ name })));
     },
+    close() {
+      socket.destroy();
+    },
     exit,
   };
 }

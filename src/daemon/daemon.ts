@@ -20,7 +20,6 @@ import { KnownHosts } from '../peer/known-hosts.js';
 import { TrustStore } from '../peer/trust-store.js';
 import { createEngine, type SandboxEngine } from '../sandbox/engine.js';
 import { PeerPool } from '../transport/peer-pool.js';
-import { channelProcess } from '../transport/remote-process.js';
 import { joinShellWords } from '../transport/shell-words.js';
 import { endpointText, type PeerConnection } from '../transport/ssh-client.js';
 import { SshServer } from '../transport/ssh-server.js';
@@ -45,6 +44,9 @@ export interface DaemonOptions {
   /** TTL of our DNS-SD records (tests use short ones). */
   readonly discoveryTtlSeconds?: number;
 }
+
+/** Empty sandbox cgroups older than this were left by a killed daemon. */
+const STALE_CGROUP_MS = 5 * 60_000;
 
 /** Static peers are asked how they are this often. */
 const STATIC_CHECK_MS = 15_000;
@@ -98,6 +100,8 @@ export class Daemon {
     const identity = await loadOrCreateIdentity(paths.stateDir);
     const engine: SandboxEngine = await createEngine({ cacheDir: paths.stateDir });
     if (engine.cgroups === undefined) log('cgroups-unavailable', { reason: engine.cgroupProblem ?? 'unknown', fallback: 'rlimits' });
+    const swept = engine.cgroups?.sweep(STALE_CGROUP_MS) ?? 0;
+    if (swept > 0) log('stale-cgroups-removed', { count: swept });
     let catalog = await catalogFromConfig(config, options.env);
     for (const problem of catalog.problems) log('catalog-problem', { file: problem.file, reason: problem.reason });
     const trust = await TrustStore.open(paths.stateDir);
@@ -283,14 +287,14 @@ export class Daemon {
         const pty = params['pty'] as { term: string; cols: number; rows: number } | undefined;
         const env = (params['env'] ?? {}) as Record<string, string>;
         const { connection, target } = await connect(text(params, 'peer'));
-        const channel = await connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env });
+        const remote = await connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env });
         const where = target.view?.name ?? endpointText(connection.endpoint);
         socket.write(`${JSON.stringify({ ok: true, result: { peer: where, fingerprint: connection.fingerprint } })}\n`);
         socket.resume();
         socket.once('close', () => {
-          channel.close();
+          remote.close();
         });
-        await relayToProcess(socket, channelProcess(channel, where), leftover);
+        await relayToProcess(socket, remote, leftover);
       },
     };
     const control = await ControlServer.listen(controlSocketPath(paths.runtimeDir), handlers, streams);

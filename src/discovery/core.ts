@@ -297,8 +297,11 @@ export class DiscoveryCore {
     return established;
   }
 
+  /** New TXT data: re-announced (twice, 1 s apart) when it differs from what we announce now. */
   updateTxt(txt: PeerTxt): void {
-    this.txtStrings = encodePeerTxt(txt);
+    const strings = encodePeerTxt(txt);
+    if (strings.length === this.txtStrings.length && strings.every((text, i) => text.equals(this.txtStrings[i] ?? Buffer.alloc(0)))) return;
+    this.txtStrings = strings;
     this.rebuild();
     if (this.phase === 'announcing' || this.phase === 'established') {
       this.generation += 1;

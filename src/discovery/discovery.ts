@@ -170,7 +170,7 @@ export class Discovery extends EventEmitter<DiscoveryEvents> {
     return this.core.peers();
   }
 
-  /** Re-announces changed TXT data. Throws EbpError CONFIG_INVALID when a field is invalid. */
+  /** Re-announces changed TXT data (unchanged data: nothing sent). Throws EbpError CONFIG_INVALID when a field is invalid. */
   updateTxt(txt: PeerTxt): void {
     this.core.updateTxt(txt);
   }

@@ -52,7 +52,7 @@ export const STATUS: Readonly<Record<ErrorCode, StatusRow>> = {
   CATALOG_INVALID: { exit: 1, http: 500 },
   KEY_INVALID: { exit: 65, http: 400 },
   PEER_UNTRUSTED: { exit: 77, http: 403 },
-  HOST_KEY_CHANGED: { exit: 77, http: 409 },
+  HOST_KEY_CHANGED: { exit: 255, http: 409 },
   INTERNAL: { exit: 125, http: 500 },
   NOT_FOUND: { exit: 1, http: 404 },
   RATE_LIMITED: { exit: 1, http: 429 },

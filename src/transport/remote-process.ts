@@ -14,7 +14,32 @@ export interface RemoteProcess {
   readonly stderr: Readable;
   resize(cols: number, rows: number): void;
   signal(name: string): void;
+  /** Ends the session from this side. */
+  close(): void;
   readonly exit: Promise<RemoteExit>;
+}
+
+/** The parts of ssh2's client channel that signal() needs once our side has sent EOF. */
+interface ChannelInternals {
+  readonly outgoing?: { readonly id?: number; readonly state?: string };
+  readonly _client?: { readonly _protocol?: { signal?: (id: number, name: string) => void } };
+}
+
+/**
+ * RFC 4254 lets a client signal a session after it closed its input (`app < /dev/null`, then
+ * Ctrl-C), but ssh2's public signal() refuses once the channel is no longer writable. We then
+ * send the request through its protocol layer; if even that is unavailable, we end the session.
+ */
+function signalChannel(channel: ClientChannel, name: string): void {
+  if (channel.writable) {
+    channel.signal(name);
+    return;
+  }
+  const internals = channel as unknown as ChannelInternals;
+  const id = internals.outgoing?.id;
+  const protocol = internals._client?._protocol;
+  if (id !== undefined && (internals.outgoing?.state === 'open' || internals.outgoing?.state === 'eof') && typeof protocol?.signal === 'function') protocol.signal(id, name);
+  else channel.close();
 }
 
 export function channelProcess(channel: ClientChannel, peer: string): RemoteProcess {
@@ -35,7 +60,10 @@ export function channelProcess(channel: ClientChannel, peer: string): RemoteProc
       channel.setWindow(rows, cols, 0, 0);
     },
     signal(name) {
-      channel.signal(name);
+      signalChannel(channel, name);
+    },
+    close() {
+      channel.close();
     },
     exit,
   };

@@ -2,6 +2,7 @@
 // checked against what we know of it), on which launches open session channels.
 import { connect as netConnect } from 'node:net';
 import ssh2, { type ClientChannel, type PseudoTtyOptions } from 'ssh2';
+import { channelProcess, type RemoteProcess } from './remote-process.js';
 import { EbpError } from '../lib/errors.js';
 import type { Identity } from '../peer/identity.js';
 import { hostKeyChanged, type KnownHosts } from '../peer/known-hosts.js';
@@ -38,7 +39,8 @@ export interface ExecOptions {
 export interface PeerConnection {
   readonly endpoint: Endpoint;
   readonly fingerprint: string;
-  exec(command: string, options?: ExecOptions): Promise<ClientChannel>;
+  /** Opens a session running `command`; its exit is watched from the first moment. */
+  exec(command: string, options?: ExecOptions): Promise<RemoteProcess>;
   /** Runs a query (ebp:apps ...) and returns its stdout. */
   query(command: string): Promise<string>;
   readonly closed: Promise<Error | undefined>;
@@ -111,12 +113,14 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
     });
     client.once('close', () => { resolve(lastError); });
   });
-  const exec = (command: string, execOptions: ExecOptions = {}): Promise<ClientChannel> =>
+  const exec = (command: string, execOptions: ExecOptions = {}): Promise<RemoteProcess> =>
     new Promise((resolve, reject) => {
       const pty: PseudoTtyOptions | undefined = execOptions.pty === undefined ? undefined : { term: execOptions.pty.term, cols: execOptions.pty.cols, rows: execOptions.pty.rows };
       const callback = (error: Error | undefined, channel: ClientChannel): void => {
+        // The exit status can arrive in the same read as the reply to the exec request: watch
+        // for it here, before any await, or a quick refusal would look like a broken session.
         if (error !== undefined) reject(new EbpError('SESSION_BROKEN', `${text} refused the session: ${error.message}`, { cause: error }));
-        else resolve(channel);
+        else resolve(channelProcess(channel, text));
       };
       const env = execOptions.env ?? {};
       if (pty === undefined) client.exec(command, { env }, callback);
@@ -128,18 +132,14 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
     exec,
     closed,
     async query(command) {
-      const channel = await exec(command);
+      const remote = await exec(command);
       const chunks: Buffer[] = [];
       const errors: Buffer[] = [];
-      channel.on('data', (chunk: Buffer) => chunks.push(chunk));
-      channel.stderr.on('data', (chunk: Buffer) => errors.push(chunk));
-      const code = await new Promise<number | undefined>((resolve) => {
-        let status: number | undefined;
-        channel.on('exit', (exitCode: number | null) => {
-          status = exitCode ?? undefined;
-        });
-        channel.on('close', () => { resolve(status); });
-      });
+      remote.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+      remote.stderr.on('data', (chunk: Buffer) => errors.push(chunk));
+      remote.stdin.end();
+      const exit = await remote.exit;
+      const code = exit.kind === 'code' ? exit.code : undefined;
       if (code !== 0) throw new EbpError('SESSION_BROKEN', `${text}: ${Buffer.concat(errors).toString().trim() || `query failed with status ${String(code)}`}`);
       return Buffer.concat(chunks).toString();
     },

@@ -144,6 +144,11 @@ export class SshServer {
   }
 
   #onSession(ssh: SshSession, peer: PeerIdentity, onEnd: () => void): void {
+    // RFC 4254 allows signal and window-change requests after the client's EOF (its stdin ended);
+    // ssh2 refuses every request once it saw EOF. Keep answering until the channel closes.
+    ssh.on('eof', () => {
+      (ssh as unknown as { _ending: boolean })._ending = false;
+    });
     let pty: PseudoTtyInfo | undefined;
     const env: Record<string, string> = {};
     let running: Session | undefined;

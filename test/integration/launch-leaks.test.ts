@@ -147,17 +147,13 @@ describe(`launch leaks (${COUNT} launches on each path)`, { skip: SKIP, timeout:
     const bPaths = statePaths({ stateDir: relayB.stateDir });
 
     const directLaunch = async (connection: PeerConnection, i: number): Promise<string> => {
-      const channel = await connection.exec(`echo leak-${i}`);
+      const remote = await connection.exec(`echo leak-${i}`);
       let out = '';
-      channel.on('data', (chunk: Buffer) => (out += chunk.toString()));
-      channel.stderr.resume();
-      const code = await new Promise<number | null | undefined>((resolve) => {
-        let status: number | null | undefined;
-        channel.on('exit', (exitCode: number | null) => { status = exitCode; });
-        channel.on('close', () => { resolve(status); });
-      });
-      channel.end();
-      return `${String(code)}:${out}`;
+      remote.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      remote.stderr.resume();
+      remote.stdin.end();
+      const exit = await remote.exit;
+      return `${exit.kind === 'code' ? String(exit.code) : exit.kind}:${out}`;
     };
     const relayedLaunch = async (i: number): Promise<string> => {
       const launch: PeerLaunch = await launchOnPeer(bPaths, { peer: hostA.endpoint, command: ['echo', `leak-${i}`], env: {} });

@@ -310,3 +310,32 @@ export interface ProbeFailure {
   /** This hierarchy carries controllers here, so its failure is the one worth reporting. */
   readonly relevant: boolean;
 }
+
+/**
+ * Removes sandbox cgroups left behind by a daemon that was killed (SIGKILL leaves no time to
+ * clean up): `ebp-s-*` folders under `base` that hold no process and are older than
+ * `olderThanMs` (young ones may belong to another daemon's sandbox that is just starting).
+ * Returns how many were removed.
+ */
+export function sweepStale(base: string, olderThanMs: number): number {
+  let removed = 0;
+  let entries: string[];
+  try {
+    entries = readdirSync(base);
+  } catch {
+    return 0;
+  }
+  for (const name of entries) {
+    if (!/^ebp-s-[0-9a-f]{12}$/.test(name)) continue;
+    const dir = join(base, name);
+    try {
+      if (Date.now() - statSync(dir).mtimeMs < olderThanMs) continue;
+      if (readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim() !== '') continue;
+      rmdirSync(dir);
+      removed += 1;
+    } catch {
+      // busy, gone, or not ours to remove: leave it
+    }
+  }
+  return removed;
+}

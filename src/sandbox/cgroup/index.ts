@@ -39,6 +39,8 @@ export interface CgroupManager {
   /** Human description for `ebp doctor`: where sandboxes go, which controllers work. */
   describe(): { base: string; controllers: readonly string[] };
   create(name: string, limits: CgroupLimits): Promise<SandboxCgroup>;
+  /** Removes empty sandbox cgroups older than `olderThanMs` (left by a killed daemon); returns how many. */
+  sweep(olderThanMs: number): number;
 }
 
 export type CgroupDetection = { ok: true; manager: CgroupManager } | { ok: false; reason: string; fix: string };

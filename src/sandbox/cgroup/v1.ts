@@ -8,6 +8,7 @@ import {
   CPU_PERIOD_USEC,
   KILL_TIMEOUT_MS,
   pollDelay,
+  sweepStale,
   cgroupDirFor,
   cgroupError,
   cpuQuotaUsec,
@@ -151,6 +152,10 @@ class V1Manager implements CgroupManager {
       base: this.hierarchies.map((hierarchy) => `${hierarchy.controllers.join(',')}=${hierarchy.base}`).join(' '),
       controllers: V1_CONTROLLERS.filter((controller) => this.hierarchies.some((h) => h.controllers.includes(controller))),
     };
+  }
+
+  sweep(olderThanMs: number): number {
+    return this.hierarchies.reduce((sum, hierarchy) => sum + sweepStale(hierarchy.base, olderThanMs), 0);
   }
 
   private ensureBases(): Promise<void> {

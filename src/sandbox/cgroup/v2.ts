@@ -8,6 +8,7 @@ import {
   CPU_PERIOD_USEC,
   KILL_TIMEOUT_MS,
   pollDelay,
+  sweepStale,
   cgroupDirFor,
   cgroupError,
   cpuQuotaUsec,
@@ -121,6 +122,10 @@ class V2Manager implements CgroupManager {
     private readonly controllers: readonly string[],
     private readonly trueRoot: boolean,
   ) {}
+
+  sweep(olderThanMs: number): number {
+    return sweepStale(this.base, olderThanMs);
+  }
 
   describe(): { base: string; controllers: readonly string[] } {
     return { base: this.base, controllers: this.controllers };
