@@ -211,6 +211,10 @@ describe('discovery core', () => {
     const b = net.add('198.18.11.2', 'Leaves', { txt: txt(2) });
     await Promise.all([a.core.start(), b.core.start()]);
     await delay(200);
+    const sentBefore = net.sent.length;
+    b.core.updateTxt(txt(2));
+    await delay(50);
+    assert.equal(net.sent.filter((s, i) => i >= sentBefore && s.from === '198.18.11.2' && (decodeMessage(s.packet).flags & FLAG_RESPONSE) !== 0).length, 0, 'unchanged TXT re-announced');
     b.core.updateTxt(txt(2, 42));
     await delay(200);
     const updated = a.events.filter(([kind]) => kind === 'updated').map(([, peer]) => peer as DiscoveredPeer);
