@@ -225,3 +225,6 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+// The pool (bench/pool.ts): discovery convergence and daemon memory on test LANs; root only.
+if (process.getuid?.() === 0) await (await import('./pool.js')).main(process.argv.slice(2));

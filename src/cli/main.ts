@@ -32,6 +32,7 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'sandbox', summary: 'run a command in a fresh sandbox, exactly as a remote launch runs', load: async () => (await import('./commands/sandbox.js')).sandboxCommand },
   { name: 'doctor', summary: 'check this host: sandbox engine, namespaces, cgroups, seccomp, files, X', load: async () => (await import('./commands/doctor.js')).doctorCommand },
   { name: 'setup', summary: 'prepare this host once, as root (sandbox user, cgroups, state folders)', load: async () => (await import('./commands/setup.js')).setupCommand },
+  { name: 'demo', summary: 'a pool of N peers on this machine, in network namespaces, to try things on', load: async () => (await import('./commands/demo.js')).demoCommand },
 ];
 
 function topHelp(): string {
