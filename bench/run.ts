@@ -226,5 +226,7 @@ async function main(): Promise<void> {
 
 await main();
 
-// The pool (bench/pool.ts): discovery convergence and daemon memory on test LANs; root only.
-if (process.getuid?.() === 0) await (await import('./pool.js')).main(process.argv.slice(2));
+// The pool (bench/pool.ts): discovery convergence and daemon memory on test LANs; root only,
+// and not when --only names another benchmark.
+const onlyIndex = process.argv.indexOf('--only');
+if (process.getuid?.() === 0 && (onlyIndex < 0 || process.argv[onlyIndex + 1] === 'pool')) await (await import('./pool.js')).main(process.argv.slice(2));
