@@ -172,7 +172,9 @@ export class Daemon {
     const connect = async (peerText: string): Promise<{ connection: PeerConnection; target: PeerTarget }> => {
       const target = directory.resolve(peerText);
       try {
-        return { connection: await pool.get({ host: target.host, port: target.port }, target.expectedFingerprint), target };
+        const connection = await pool.get({ host: target.host, port: target.port }, target.expectedFingerprint);
+        if (target.expectedFingerprint !== undefined) directory.markGenuine(target.host, target.port, connection.fingerprint);
+        return { connection, target };
       } catch (error) {
         if (error instanceof EbpError && error.code === 'HOST_KEY_CHANGED' && target.expectedFingerprint !== undefined) {
           directory.markImpostor(target.host, target.port);
@@ -191,7 +193,7 @@ export class Daemon {
       catalogs.set(key, apps);
       return apps;
     };
-    const usable = (view: PeerView): boolean => view.status === 'verified' || view.status === 'pinned';
+    const usable = (view: PeerView): boolean => view.status === 'verified' || view.status === 'announced' || view.status === 'pinned';
     const timers = [setInterval(() => void directory.checkStatic(), STATIC_CHECK_MS)];
     for (const timer of timers) timer.unref();
     void directory.checkStatic();

@@ -313,10 +313,18 @@ export class DiscoveryCore {
     const checked = checkInstanceName(name);
     if (this.phase === 'closed') return;
     if (this.announcedOnce && (this.phase === 'announcing' || this.phase === 'established')) this.sendGoodbyes(true);
+    const former = this.instanceName;
     this.instanceBase = checked;
     this.instanceN = 1;
     this.rebuild();
-    this.cache?.setSelf([this.instanceName]);
+    // A voluntary rename: echoes of our own former announcement may still arrive for a moment
+    // and must not come back as a peer. (A rename forced by a conflict does not come here: the
+    // old name then belongs to someone else.)
+    this.cache?.setSelf([this.instanceName, former]);
+    const current = this.instanceName;
+    setTimeout(() => {
+      if (this.phase !== 'closed' && this.instanceName === current) this.cache?.setSelf([this.instanceName]);
+    }, TIMING.formerOwnMs).unref();
     if (this.options.announce && this.phase !== 'off') this.startProbing(this.random() * 250);
   }
 

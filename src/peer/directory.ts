@@ -7,7 +7,13 @@ import type { KnownHosts } from './known-hosts.js';
 import type { StaticPeers } from './static-peers.js';
 import type { TrustStore } from './trust-store.js';
 
-export type PeerStatus = 'verified' | 'unverified' | 'pinned' | 'impostor' | 'unreachable';
+/**
+ * verified: announced an id and a connection proved it (or its key was pinned before);
+ * announced: announced an id not yet proven by a connection; pinned: no id announced, key learned
+ * at the first connection; unverified: neither; impostor: its key contradicts an announcement,
+ * or another proven peer owns its id; unreachable: a static peer that does not answer.
+ */
+export type PeerStatus = 'verified' | 'announced' | 'unverified' | 'pinned' | 'impostor' | 'unreachable';
 
 export interface PeerView {
   readonly name: string;
@@ -70,6 +76,10 @@ export class PeerDirectory {
   /** Fingerprints or endpoints that presented a key other than the one announced. */
   readonly #impostors = new Set<string>();
   readonly #staticState = new Map<string, { answer?: PeerStatusAnswer; reachable: boolean; checkedAt: number }>();
+  /** Endpoints whose connection presented the announced key: proven owners of that id. */
+  readonly #genuine = new Map<string, string>();
+  /** Endpoints whose only mark is that another instance claims the same id. */
+  readonly #contested = new Set<string>();
 
   constructor(options: DirectoryOptions) {
     this.#options = options;
@@ -85,16 +95,24 @@ export class PeerDirectory {
       const endpoint = address === undefined ? undefined : endpointOf(address, peer.port);
       const pinned = endpoint === undefined ? undefined : knownHosts.list().find((known) => known.endpoint === endpoint);
       const id = peer.txt.id ?? pinned?.fingerprint;
-      // Two live instances claiming one identity: at most one is real, so neither is used.
-      const contested = peer.txt.id !== undefined && (claims.get(peer.txt.id) ?? 0) > 1 && new Set(this.#options.discovered().filter((p) => p.txt.id === peer.txt.id).map((p) => p.instance)).size > 1;
-      const impostor = contested || (endpoint !== undefined && this.#impostors.has(endpoint)) || (peer.txt.id !== undefined && pinned !== undefined && pinned.fingerprint !== peer.txt.id);
+      // Two live instances claiming one identity: at most one is real. The one whose
+      // connection proved the key is verified; the others are impostors. Until one is proven,
+      // all are contested and only an address (checked by its host key) selects one.
+      const contested = peer.txt.id !== undefined && new Set(this.#options.discovered().filter((p) => p.txt.id === peer.txt.id).map((p) => p.instance)).size > 1;
+      const proven = endpoint !== undefined && peer.txt.id !== undefined && this.#genuine.get(endpoint) === peer.txt.id;
+      const provenElsewhere = peer.txt.id !== undefined && !proven && [...this.#genuine.values()].includes(peer.txt.id);
+      if (endpoint !== undefined) {
+        if (contested && !proven && !provenElsewhere) this.#contested.add(endpoint);
+        else this.#contested.delete(endpoint);
+      }
+      const impostor = (contested && !proven) || provenElsewhere || (endpoint !== undefined && this.#impostors.has(endpoint)) || (peer.txt.id !== undefined && pinned !== undefined && pinned.fingerprint !== peer.txt.id);
       views.push({
         name: peer.instance,
         id,
         addresses: peer.addresses,
         port: peer.port,
         source: 'mdns',
-        status: impostor ? 'impostor' : peer.verified ? 'verified' : pinned !== undefined ? 'pinned' : 'unverified',
+        status: impostor ? 'impostor' : peer.verified ? (proven || pinned !== undefined ? 'verified' : 'announced') : pinned !== undefined ? 'pinned' : 'unverified',
         trusted: id !== undefined && trust.find(id) !== undefined,
         apps: peer.txt.apps,
         load: peer.txt.load,
@@ -145,6 +163,12 @@ export class PeerDirectory {
     }));
   }
 
+  /** A connection to this endpoint presented the announced key. */
+  markGenuine(host: string, port: number, fingerprint: string): void {
+    const endpoint = endpointOf(host, port);
+    if (!this.#impostors.has(endpoint)) this.#genuine.set(endpoint, fingerprint);
+  }
+
   /** A connection to this endpoint met the wrong key: never use it again (until restart). */
   markImpostor(host: string, port: number): void {
     this.#impostors.add(endpointOf(host, port));
@@ -161,14 +185,17 @@ export class PeerDirectory {
       const host = hostPort[1].replace(/^\[|\]$/g, '');
       const port = Number(hostPort[2]);
       const view = views.find((v) => v.port === port && v.addresses.includes(host));
-      if (view?.status === 'impostor') throw impostorError(view);
+      // A contested claim is settled by the host key at this address, so it may be dialled.
+      if (view?.status === 'impostor' && !this.#contested.has(endpointOf(host, port))) throw impostorError(view);
       return view?.id === undefined || view.source === 'static' ? { host, port } : { host, port, expectedFingerprint: view.id, view };
     }
     const candidates = views.filter((view) => view.name.toLowerCase() === text.toLowerCase());
     const byId = FINGERPRINT_PREFIX.test(text)
       ? views.filter((view) => view.id !== undefined && (view.id === text || view.id.startsWith(text.startsWith('SHA256:') ? text : `SHA256:${text}`)))
       : [];
-    const matches = dedupe(candidates.length > 0 ? candidates : byId);
+    const found = candidates.length > 0 ? candidates : byId;
+    // Where one claimant of an id is proven, the impostors claiming it drop out of the choice.
+    const matches = dedupe(found.filter((view) => view.status !== 'impostor' || !found.some((other) => other.id === view.id && other.status !== 'impostor')));
     const [first] = matches;
     if (first === undefined) {
       throw new EbpError('NOT_FOUND', `no peer called "${text.slice(0, 80)}" in the pool`, { hint: 'see `ebp peers`; or give HOST:PORT' });
@@ -178,7 +205,11 @@ export class PeerDirectory {
         hint: 'use a longer fingerprint prefix or HOST:PORT',
       });
     }
-    if (first.status === 'impostor') throw impostorError(first);
+    if (first.status === 'impostor') {
+      throw this.#contested.size > 0 && first.id !== undefined && views.some((v) => v.id === first.id && v !== first)
+        ? new EbpError('HOST_KEY_CHANGED', `more than one peer claims ${first.id}; which is genuine is not proven yet`, { hint: 'name it by HOST:PORT: its host key then decides' })
+        : impostorError(first);
+    }
     const address = preferredAddress(first.addresses);
     if (address === undefined) throw new EbpError('PEER_UNREACHABLE', `${first.name} has no known address yet`);
     return first.id === undefined ? { host: address, port: first.port, view: first } : { host: address, port: first.port, expectedFingerprint: first.id, view: first };

@@ -87,28 +87,32 @@ describe('an impostor claiming another host\'s identity', { skip, timeout: 180_0
   });
 
   test('before the impostor: bravo is verified and runs apps by name, prefix and address', async () => {
-    await peersUntil('bravo verified', (list) => list.some((peer) => peer.id === bravoId && peer.status === 'verified'));
+    await peersUntil('bravo announced', (list) => list.some((peer) => peer.id === bravoId && (peer.status === 'announced' || peer.status === 'verified')));
     for (const peer of ['bravo', prefix, bravo.endpoint]) {
       const run = await lan.ebp(alpha, ['run', peer, 'where']);
       assert.deepEqual([run.code, run.stdout], [0, 'bravo\n'], `${peer}: ${run.stderr}`);
     }
   });
 
-  test('two live instances claiming one id: alpha flags both as impostors and refuses the id', async (t) => {
+  test('two live instances claiming one id: the one not proven by its key is the impostor; the id still reaches the real one', async (t) => {
     await startFake();
     t.diagnostic(`the fake announces itself as "${fakeName}"`);
     assert.notEqual(fakeName, 'bravo', 'mDNS conflict resolution renames the second "bravo"');
-    const peers = await peersUntil('both claimants of bravo\'s id flagged', (list) => list.filter((peer) => peer.id === bravoId && peer.status === 'impostor').length === 2);
+    // bravo's key was proven at its address by the launches of the first test.
+    const peers = await peersUntil('the fake flagged', (list) => list.some((peer) => peer.id === bravoId && peer.name === fakeName && peer.status === 'impostor'));
     const claimants = peers.filter((peer) => peer.id === bravoId);
     assert.deepEqual(claimants.map((peer) => peer.name).sort(), ['bravo', fakeName].sort());
+    assert.equal(claimants.find((peer) => peer.name === 'bravo')?.status, 'verified');
     assert.ok(claimants.some((peer) => peer.addresses.includes(mallory.address)));
 
-    for (const peer of [prefix, `SHA256:${prefix}`, bravoId, fakeName]) {
+    for (const peer of [prefix, `SHA256:${prefix}`, bravoId]) {
       const run = await lan.ebp(alpha, ['run', peer, 'where']);
-      assert.equal(run.code, REFUSED, `${peer}: ${run.stdout}${run.stderr}`);
-      assert.equal(run.stdout, '');
-      assert.match(run.stderr, /is marked as an impostor: its key does not match the identity it announced/);
+      assert.deepEqual([run.code, run.stdout], [0, 'bravo\n'], `${peer}: ${run.stderr}`);
     }
+    const byName = await lan.ebp(alpha, ['run', fakeName, 'where']);
+    assert.equal(byName.code, REFUSED, `${fakeName}: ${byName.stdout}${byName.stderr}`);
+    assert.equal(byName.stdout, '');
+    assert.match(byName.stderr, /is marked as an impostor: its key does not match the identity it announced/);
     const table = await lan.ebp(alpha, ['peers']);
     assert.match(table.stdout, new RegExp(`${fakeName.replace(/[()]/g, '\\$&')} {2}${bravoId.replace(/[+/]/g, '\\$&')} .* impostor, trusted`));
     malloryUntouched();
@@ -117,19 +121,16 @@ describe('an impostor claiming another host\'s identity', { skip, timeout: 180_0
   test('while contested, `ebp run --any` and `ebp apps --all` never use the impostor', async () => {
     const any = await lan.ebp(alpha, ['run', '--any', 'where']);
     assert.doesNotMatch(any.stdout, /mallory/);
-    assert.notEqual(any.code, 0, 'no verified peer is left while bravo\'s id is contested');
-    assert.match(any.stderr, /no verified peer in the pool offers "where"/);
+    assert.deepEqual([any.code, any.stdout], [0, 'bravo\n'], `the proven bravo is the one used: ${any.stderr}`);
     const pool = await lan.ebpJson<{ id: string; peers: string[] }[]>(alpha, ['apps', '--all']);
-    for (const app of pool) assert.deepEqual(app.peers, ['alpha (this machine)'], `${app.id}: ${app.peers.join(', ')}`);
+    for (const app of pool) assert.ok(!app.peers.includes(fakeName), `${app.id}: ${app.peers.join(', ')}`);
+    assert.ok(pool.some((app) => app.peers.includes('bravo')), 'the real bravo is in the pool');
     malloryUntouched();
   });
 
-  // The directory treats every instance of a contested id as an impostor, HOST:PORT included, so
-  // anyone who announces a peer's id takes it out of use. Secure (nothing reaches the impostor),
-  // but not what is wanted: see the suggested fix for PeerDirectory.resolve in the report.
-  test('while contested, the real bravo still works by HOST:PORT (its key is checked there)', {
-    todo: 'src/peer/directory.ts refuses HOST:PORT of a contested id; dial it with expectedFingerprint instead',
-  }, async () => {
+  // A contested id is settled by the host key at an address: announcing someone's id does not
+  // take the real peer out of use.
+  test('while contested, the real bravo still works by HOST:PORT (its key is checked there)', async () => {
     const run = await lan.ebp(alpha, ['run', bravo.endpoint, 'where']);
     assert.equal(run.stdout.includes('mallory'), false);
     assert.deepEqual([run.code, run.stdout], [0, 'bravo\n'], `refused: ${run.stderr.trim()}`);
@@ -147,8 +148,11 @@ describe('an impostor claiming another host\'s identity', { skip, timeout: 180_0
     const first = await lan.ebp(alpha, ['run', prefix, 'where']);
     assert.equal(first.stdout, '');
     assert.equal(first.code, REFUSED, first.stderr);
-    assert.match(first.stderr, new RegExp(`answered with key ${daemonOf(mallory).fingerprint.replace(/[+/]/g, '\\$&')}, but the peer announced ${bravoId.replace(/[+/]/g, '\\$&')}: not the machine it claims to be`));
-    await daemonOf(alpha).event('peer-impostor', () => true, 2000, since);
+    // Either it is dialled and meets the wrong key, or (bravo's key having been proven at bravo's
+    // address before) it is refused without being dialled at all.
+    const mismatch = new RegExp(`answered with key ${daemonOf(mallory).fingerprint.replace(/[+/]/g, '\\$&')}, but the peer announced ${bravoId.replace(/[+/]/g, '\\$&')}: not the machine it claims to be`);
+    assert.ok(mismatch.test(first.stderr) || /is marked as an impostor/.test(first.stderr), first.stderr);
+    if (mismatch.test(first.stderr)) await daemonOf(alpha).event('peer-impostor', () => true, 2000, since);
 
     const after = await lan.peers(alpha);
     assert.equal(after.find((peer) => peer.id === bravoId)?.status, 'impostor');
