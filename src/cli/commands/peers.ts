@@ -42,7 +42,7 @@ export const peersCommand: Command = {
   description: `
 Lists the peers the local daemon knows: found by DNS-SD on the LAN (_ebrainpool._tcp) or given
 by address. For each: name, key fingerprint (its peer id), addresses, port, status (verified:
-announced its id; pinned: id learned at the first connection; unverified; impostor: its key
+announced its id and a connection proved it; announced: id not proven yet; pinned: id learned at the first connection; unverified; impostor: its key
 contradicts its announcement, never used; unreachable), whether this host trusts its key,
 number of apps and load. --watch prints the list again when it changes.
 
