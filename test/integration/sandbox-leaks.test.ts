@@ -353,7 +353,13 @@ void describe(`sandbox leaks (${COUNT} sandboxes)`, { skip: SKIP ?? false, timeo
     const control = await start(policyFor(['sleep', '600'], true));
     live.push(control);
     try {
-      const procs = listProcesses();
+      // The sandbox reports "started" just before its shim execs the command: give the exec a
+      // moment on a loaded machine.
+      let procs = listProcesses();
+      for (let tries = 0; tries < 100 && !ourLeftovers(procs, sandboxUid).some((proc) => proc.name === 'sleep'); tries += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        procs = listProcesses();
+      }
       assert.ok(procs.some((proc) => proc.pid === process.pid), 'the process scan does not see the test itself');
       const mine = ourLeftovers(procs, sandboxUid);
       assert.ok(mine.some((proc) => proc.name === 'bwrap') && mine.some((proc) => proc.name === 'sleep'), `the process detector misses a live sandbox: ${describeProcs(mine)}`);

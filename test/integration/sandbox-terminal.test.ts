@@ -46,8 +46,10 @@ test('the sandbox gets its own terminal with the person\'s size, and resizes fol
 
 test('Ctrl-C interrupts the foreground program inside, not ebp', { timeout: 60_000 }, async () => {
   const { screen, exit } = await inTerminal([
-    ['$ ', 'sleep 30\\r'],
-    ['sleep 30', '\\x03'],
+    // The marker is printed by the command itself (the typed line does not contain it), so ^C
+    // goes only once sleep runs.
+    ['$ ', "printf 'go%s\\\\n' ing; sleep 30\\r"],
+    ['going', '\\x03'],
     ['^C', 'echo after=$?\\r'],
     ['after=130', 'exit 0\\r'],
   ], ['bash', '--norc', '-i']);
