@@ -216,7 +216,8 @@ function snapshot(uid: number, bases: readonly string[]): Snapshot {
   return {
     processes: listProcesses(),
     cgroupDirs: sandboxCgroupDirs(bases),
-    mounts: mountInfo().map(mountKey),
+    // Network-namespace handles (/run/netns) belong to other tests' test LANs, never to a sandbox.
+    mounts: mountInfo().filter((mount) => !mount.mountPoint.startsWith('/run/netns/')).map(mountKey),
     tmp: tmpEntries(),
     bwrapBases: new Map(bwrapBaseDirs(uid).map((dir) => [dir, listDirIfAny(dir)])),
   };
