@@ -1,14 +1,16 @@
-// `node dist/bench/run.js [--quick]` (or `npm run bench`): every benchmark in one run on this
-// machine, each reported as a ratio against its anchor. Markdown table on stdout, all figures in
-// bench/results/latest.json. As root, sandboxes run as the ebp-sandbox user (ebp setup is run
-// first; it is idempotent).
+// `node dist/bench/run.js [--quick] [--only PARTS]` (or `npm run bench`): every benchmark in one
+// run on this machine, each reported as a ratio against its anchor. Markdown table on stdout, all
+// figures in bench/results/latest.json (latest-PARTS.json with --only). As root, sandboxes run as
+// the ebp-sandbox user (ebp setup is run first; it is idempotent).
+// PARTS: a comma list of spawn, cli, memory, cold, launch; `sandbox` is the first four.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { createEngine } from '../src/sandbox/engine.js';
+import { createEngine, type SandboxEngine } from '../src/sandbox/engine.js';
 import { benchCli, type CliResult } from './cli.js';
+import { benchLaunch, LAUNCH_TARGETS, launchDetail, launchSummaryRows, type LaunchResult } from './launch.js';
 import { benchMemory, type MemoryResult } from './memory.js';
 import { benchSpawn, type SpawnResult } from './spawn.js';
 import { round, summarize, type Summary } from './stats.js';
@@ -16,10 +18,17 @@ import { machineInfo } from './system.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-const TARGETS = { spawn: 1.25, cli: 1.3, memoryMiB: 5 } as const;
+const TARGETS = { spawn: 1.25, cli: 1.3, memoryMiB: 5, launch: LAUNCH_TARGETS } as const;
+
+const PARTS = ['spawn', 'cli', 'memory', 'cold', 'launch'] as const;
+type Part = (typeof PARTS)[number];
+const SANDBOX_PARTS: readonly Part[] = ['spawn', 'cli', 'memory', 'cold'];
 
 interface Settings {
   readonly quick: boolean;
+  readonly parts: ReadonlySet<Part>;
+  /** Set by --only: the results go to latest-<parts>.json, so a partial run keeps the full one. */
+  readonly only: string | undefined;
   readonly spawnIterations: number;
   readonly spawnWarmup: number;
   readonly hyperfineRuns: number;
@@ -28,18 +37,58 @@ interface Settings {
   readonly memoryCount: number;
   readonly netCount: number;
   readonly coldRuns: number;
+  readonly launch: {
+    readonly runs: number; readonly rounds: number; readonly warmup: number;
+    readonly echoCount: number; readonly echoWarmup: number; readonly echoBlock: number;
+    readonly bulkBytes: number; readonly bulkRuns: number; readonly bulkWarmup: number; readonly bulkPaths: 'all' | 'warm';
+    readonly breakdownRuns: number;
+  };
+}
+
+const USAGE = 'usage: node dist/bench/run.js [--quick] [--only spawn,cli,memory,cold,launch|sandbox|pool]\n';
+
+function parseParts(text: string): Set<Part> {
+  const parts = new Set<Part>();
+  for (const word of text.split(',').map((item) => item.trim()).filter((item) => item !== '')) {
+    if (word === 'sandbox') for (const part of SANDBOX_PARTS) parts.add(part);
+    else if (word === 'pool') continue; // bench/pool.ts, run at the end of this file
+    else if ((PARTS as readonly string[]).includes(word)) parts.add(word as Part);
+    else {
+      process.stderr.write(`${USAGE}unknown part: ${word}\n`);
+      process.exit(2);
+    }
+  }
+  return parts;
 }
 
 function settings(argv: readonly string[]): Settings {
-  const unknown = argv.filter((arg) => arg !== '--quick');
+  let quick = false;
+  let only: string | undefined;
+  const unknown: string[] = [];
+  for (let index = 0; index < argv.length; index += 1) {
+    const arg = argv[index] ?? '';
+    if (arg === '--quick') quick = true;
+    else if (arg === '--only' && argv[index + 1] !== undefined) {
+      only = argv[index + 1];
+      index += 1;
+    } else if (arg.startsWith('--only=')) only = arg.slice('--only='.length);
+    else unknown.push(arg);
+  }
   if (unknown.length > 0) {
-    process.stderr.write(`usage: node dist/bench/run.js [--quick]\nunknown: ${unknown.join(' ')}\n`);
+    process.stderr.write(`${USAGE}unknown: ${unknown.join(' ')}\n`);
     process.exit(2);
   }
-  const quick = argv.includes('--quick');
+  const parts = only === undefined ? new Set<Part>(PARTS) : parseParts(only);
+  const bulkBytes = 256 * 1024 ** 2;
   return quick
-    ? { quick, spawnIterations: 60, spawnWarmup: 10, hyperfineRuns: 10, hyperfineWarmup: 2, hyperfineRounds: 2, memoryCount: 100, netCount: 0, coldRuns: 5 }
-    : { quick, spawnIterations: 200, spawnWarmup: 20, hyperfineRuns: 40, hyperfineWarmup: 5, hyperfineRounds: 4, memoryCount: 100, netCount: 10, coldRuns: 15 };
+    ? {
+      quick, parts, only, spawnIterations: 60, spawnWarmup: 10, hyperfineRuns: 10, hyperfineWarmup: 2, hyperfineRounds: 2, memoryCount: 100, netCount: 0, coldRuns: 5,
+      launch: { runs: 20, rounds: 2, warmup: 3, echoCount: 500, echoWarmup: 50, echoBlock: 50, bulkBytes, bulkRuns: 5, bulkWarmup: 1, bulkPaths: 'warm', breakdownRuns: 10 },
+    }
+    : {
+      quick, parts, only, spawnIterations: 200, spawnWarmup: 20, hyperfineRuns: 40, hyperfineWarmup: 5, hyperfineRounds: 4, memoryCount: 100, netCount: 10, coldRuns: 15,
+      launch: { runs: 40, rounds: 4, warmup: 3, echoCount: 2000, echoWarmup: 100, echoBlock: 100, bulkBytes, bulkRuns: 20, bulkWarmup: 3, bulkPaths: 'all', breakdownRuns: 30 },
+    };
 }
 
 function log(message: string): void {
@@ -55,6 +104,7 @@ export interface ColdResult {
   readonly runs: number;
   readonly nodeStartMs: Summary;
   readonly cliImportMs: Summary;
+  readonly extraImportMs: Summary;
   readonly engineMs: Summary;
   readonly firstRunMs: Summary;
   readonly secondRunMs: Summary;
@@ -73,22 +123,56 @@ function benchCold(runs: number): ColdResult {
     runs,
     nodeStartMs: column('nodeStartMs'),
     cliImportMs: column('cliImportMs'),
+    extraImportMs: column('extraImportMs'),
     engineMs: column('engineMs'),
     firstRunMs: column('firstRunMs'),
     secondRunMs: column('secondRunMs'),
   };
 }
 
-function table(spawn: SpawnResult, cli: CliResult, memory: MemoryResult, cold: ColdResult): string {
+interface Results {
+  readonly spawn?: SpawnResult;
+  readonly cli?: CliResult;
+  readonly memory?: MemoryResult;
+  readonly cold?: ColdResult;
+  readonly launch?: LaunchResult;
+}
+
+function table(results: Results): string {
   const lines: string[] = [];
   const row = (...cells: string[]): void => { lines.push(`| ${cells.join(' | ')} |`); };
   lines.push('| Benchmark | ebp | anchor | ratio | target | |');
   lines.push('|---|---|---|---|---|---|');
+  const { spawn, cli, memory, cold, launch } = results;
+  if (spawn !== undefined) summarySpawn(spawn, row);
+  if (cli !== undefined) summaryCli(cli, row);
+  if (memory !== undefined) summaryMemory(memory, row);
+  if (launch !== undefined) for (const cells of launchSummaryRows(launch)) row(...cells);
+  if (cli !== undefined) detailCli(cli, lines);
+  if (spawn !== undefined) detailSpawn(spawn, lines);
+  if (cold !== undefined) {
+    lines.push('');
+    lines.push(`Cold start of one process (${cold.runs} fresh processes, medians): Node itself ${ms(cold.nodeStartMs.median)}, importing the CLI's entry ${ms(cold.cliImportMs.median)}, the sandbox modules (loaded on use) ${ms(cold.extraImportMs.median)}, createEngine with the seccomp cache ${ms(cold.engineMs.median)}, first sandbox ${ms(cold.firstRunMs.median)}, second sandbox ${ms(cold.secondRunMs.median)}.`);
+  }
+  if (memory !== undefined) detailMemory(memory, lines);
+  if (launch !== undefined) {
+    lines.push('');
+    lines.push(launchDetail(launch));
+  }
+  return lines.join('\n');
+}
+
+type Row = (...cells: string[]) => void;
+
+function summarySpawn(spawn: SpawnResult, row: Row): void {
   row(
     `a. spawn-to-exit \`true\`, in-process, median (N=${spawn.iterations})`,
     ms(spawn.ebp.median), `raw bwrap ${ms(spawn.raw.median)}`, x(spawn.ratioMedian), `≤ ${TARGETS.spawn}x`, verdict(spawn.ratioMedian <= TARGETS.spawn),
   );
   row(`a. same, p90`, ms(spawn.ebp.p90), `raw bwrap ${ms(spawn.raw.p90)}`, x(spawn.ratioP90), `≤ ${TARGETS.spawn}x`, verdict(spawn.ratioP90 <= TARGETS.spawn));
+}
+
+function summaryCli(cli: CliResult, row: Row): void {
   const find = (name: string): CliResult['results'][number] | undefined => cli.results.find((result) => result.name === name);
   const ebpCli = find('ebp sandbox -- true');
   const node = find('node -e 0');
@@ -102,12 +186,19 @@ function table(spawn: SpawnResult, cli: CliResult, memory: MemoryResult, cold: C
   const anchorP90 = node !== undefined && raw !== undefined ? `${ms(node.ms.p90 + raw.ms.p90)} (sum of p90s)` : 'n/a';
   row(`b. same, p90`, ebpCli === undefined ? 'n/a' : ms(ebpCli.ms.p90), anchorP90, x(cli.ratioP90), `≤ ${TARGETS.cli}x`,
     verdict(cli.ratioP90 === undefined ? undefined : cli.ratioP90 <= TARGETS.cli));
+}
+
+function summaryMemory(memory: MemoryResult, row: Row): void {
   const perSession = memory.ebp.perSessionKiB;
   row(
     `c. memory per idle sandbox (${memory.ebp.count} × \`sleep 600\`)`,
     mib(perSession), `raw bwrap + sleep ${mib(memory.raw.perSessionKiB)}`, x(memory.ratio), `< ${TARGETS.memoryMiB} MiB`,
     verdict(perSession / 1024 < TARGETS.memoryMiB),
   );
+}
+
+function detailCli(cli: CliResult, lines: string[]): void {
+  const ebpCli = cli.results.find((result) => result.name === 'ebp sandbox -- true');
   lines.push('');
   lines.push('Whole commands (hyperfine; ratio against `ebp sandbox -- true`):');
   lines.push('');
@@ -118,6 +209,9 @@ function table(spawn: SpawnResult, cli: CliResult, memory: MemoryResult, cold: C
     lines.push(`| ${result.name} | ${ms(result.ms.median)} | ${ms(result.ms.p90)} | ${result.ms.mean.toFixed(1)} ± ${result.stddevMs.toFixed(1)} ms | ${x(ratio)} |`);
   }
   for (const skip of cli.skipped) lines.push(`| ${skip.name} | left out: ${skip.reason} | | | |`);
+}
+
+function detailSpawn(spawn: SpawnResult, lines: string[]): void {
   lines.push('');
   lines.push(`Where ebp's in-process time goes (medians; ebp − raw bwrap = ${ms(spawn.ebp.median - spawn.raw.median)}):`);
   lines.push('');
@@ -158,8 +252,9 @@ function table(spawn: SpawnResult, cli: CliResult, memory: MemoryResult, cold: C
       if (result !== undefined) lines.push(`| ${name} | ${ms(result.ebp.median)} | ${ms(result.raw.median)} | ${x(result.ratioMedian)} | ${x(result.ratioP90)} |`);
     }
   }
-  lines.push('');
-  lines.push(`Cold start of one process (${cold.runs} fresh processes, medians): Node itself ${ms(cold.nodeStartMs.median)}, importing the CLI's modules ${ms(cold.cliImportMs.median)}, createEngine ${ms(cold.engineMs.median)}, first sandbox ${ms(cold.firstRunMs.median)}, second sandbox ${ms(cold.secondRunMs.median)}.`);
+}
+
+function detailMemory(memory: MemoryResult, lines: string[]): void {
   lines.push('');
   lines.push('Memory detail:');
   lines.push('');
@@ -173,31 +268,47 @@ function table(spawn: SpawnResult, cli: CliResult, memory: MemoryResult, cold: C
     lines.push('');
     lines.push(`With --net, each sandbox adds one slirp4netns: ${mib(memory.net.perSessionPssKiB)} PSS each (${memory.net.count} measured).`);
   }
-  return lines.join('\n');
 }
 
 async function main(): Promise<void> {
   const options = settings(process.argv.slice(2));
   const began = performance.now();
+  const wants = (part: Part): boolean => options.parts.has(part);
+  if (options.parts.size === 0) return; // --only pool: bench/pool.ts below does all
   if (process.getuid?.() === 0) {
     const setup = spawnSync(process.execPath, [join(ROOT, 'bin', 'ebp'), 'setup'], { encoding: 'utf8' });
     if (setup.status !== 0) throw new Error(`ebp setup failed: ${setup.stderr}${setup.stdout}`);
   }
   const machine = machineInfo();
   log(`${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, load ${machine.loadAverage.join(' ')}`);
-  const engine = await createEngine();
-  log(`sandboxes run as ${engine.identity.name} (uid ${engine.identity.uid}); cgroups: ${engine.cgroups?.version ?? `none (${engine.cgroupProblem ?? ''})`}`);
+  const results: { -readonly [K in keyof Results]: Results[K] } = {};
+  let engine: SandboxEngine | undefined;
+  if (SANDBOX_PARTS.some(wants)) {
+    engine = await createEngine();
+    log(`sandboxes run as ${engine.identity.name} (uid ${engine.identity.uid}); cgroups: ${engine.cgroups?.version ?? `none (${engine.cgroupProblem ?? ''})`}`);
+  }
+  if (engine !== undefined && wants('spawn')) {
+    log(`a. in-process spawn-to-exit: ${options.spawnWarmup} warm-up + ${options.spawnIterations} runs each, alternating`);
+    results.spawn = await benchSpawn(engine, { iterations: options.spawnIterations, warmup: options.spawnWarmup });
+  }
+  if (engine !== undefined && wants('cli')) {
+    log(`b. whole commands with hyperfine: ${options.hyperfineRuns} runs each in ${options.hyperfineRounds} rounds (warm-up ${options.hyperfineWarmup} per round)`);
+    results.cli = benchCli(engine, { root: ROOT, runs: options.hyperfineRuns, warmup: options.hyperfineWarmup, rounds: options.hyperfineRounds });
+  }
+  if (engine !== undefined && wants('memory')) {
+    log(`c. memory: ${options.memoryCount} idle sandboxes, then as many raw bwrap${options.netCount > 0 ? `, then ${options.netCount} with --net` : ''}`);
+    results.memory = await benchMemory(engine, { count: options.memoryCount, netCount: options.netCount });
+  }
+  if (wants('cold')) {
+    log(`cold start breakdown: ${options.coldRuns} fresh processes`);
+    results.cold = benchCold(options.coldRuns);
+  }
+  if (wants('launch')) {
+    results.launch = await benchLaunch({ root: ROOT, log, ...options.launch });
+    log(`launch benchmarks done in ${results.launch.durationS} s`);
+  }
 
-  log(`a. in-process spawn-to-exit: ${options.spawnWarmup} warm-up + ${options.spawnIterations} runs each, alternating`);
-  const spawn = await benchSpawn(engine, { iterations: options.spawnIterations, warmup: options.spawnWarmup });
-  log(`b. whole commands with hyperfine: ${options.hyperfineRuns} runs each in ${options.hyperfineRounds} rounds (warm-up ${options.hyperfineWarmup} per round)`);
-  const cli = benchCli(engine, { root: ROOT, runs: options.hyperfineRuns, warmup: options.hyperfineWarmup, rounds: options.hyperfineRounds });
-  log(`c. memory: ${options.memoryCount} idle sandboxes, then as many raw bwrap${options.netCount > 0 ? `, then ${options.netCount} with --net` : ''}`);
-  const memory = await benchMemory(engine, { count: options.memoryCount, netCount: options.netCount });
-  log(`cold start breakdown: ${options.coldRuns} fresh processes`);
-  const cold = benchCold(options.coldRuns);
-
-  const output = table(spawn, cli, memory, cold);
+  const output = table(results);
   process.stdout.write(`${output}\n`);
   const durationS = round((performance.now() - began) / 1000, 1);
   const loadAfter = machineInfo().loadAverage;
@@ -205,20 +316,19 @@ async function main(): Promise<void> {
 
   const resultsDir = join(ROOT, 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, 'latest.json');
+  const suffix = options.only === undefined ? '' : `-${[...options.parts].join('-')}`;
+  const file = join(resultsDir, `latest${suffix}.json`);
   writeFileSync(file, `${JSON.stringify({
     date: new Date().toISOString(),
     mode: options.quick ? 'quick' : 'full',
+    parts: [...options.parts],
     durationS,
     machine,
     loadAverageAfter: loadAfter,
-    sandboxUser: engine.identity.name,
-    cgroups: engine.cgroups?.version ?? null,
+    sandboxUser: engine?.identity.name ?? null,
+    cgroups: engine === undefined ? null : (engine.cgroups?.version ?? null),
     targets: TARGETS,
-    spawn,
-    cli,
-    memory,
-    cold,
+    ...results,
     table: output,
   }, null, 2)}\n`);
   log(`wrote ${file}`);
