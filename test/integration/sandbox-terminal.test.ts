@@ -46,9 +46,9 @@ test('the sandbox gets its own terminal with the person\'s size, and resizes fol
 
 test('Ctrl-C interrupts the foreground program inside, not ebp', { timeout: 60_000 }, async () => {
   const { screen, exit } = await inTerminal([
-    // The marker is printed by the command itself (the typed line does not contain it), so ^C
-    // goes only once sleep runs.
-    ['$ ', "printf 'go%s\\\\n' ing; sleep 30\\r"],
+    // The marker is printed by the foreground process itself, which then becomes sleep (the
+    // typed line does not contain it), so ^C goes only once sleep owns the terminal.
+    ['$ ', "sh -c 'printf go%s ing; exec sleep 30'\\r"],
     ['going', '\\x03'],
     ['^C', 'echo after=$?\\r'],
     ['after=130', 'exit 0\\r'],
