@@ -45,6 +45,8 @@ export interface SandboxHandle {
   readonly stderr: Readable | null;
   /** Settles once everything of the sandbox is gone (processes, cgroup, network). */
   readonly exited: Promise<SandboxExit>;
+  /** Settles as soon as how it ended is known, before the teardown (for reporting it early). */
+  readonly ended: Promise<SandboxExit>;
   /** Host pid of the sandboxed command, once it started. */
   commandPid(): number | undefined;
   /** Deliver a signal to the command's process group; false when it is not running. */
@@ -195,7 +197,11 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
     }, policy.timeoutMs);
   }
 
-  const exited = new Promise<SandboxExit>((resolve) => {
+  let announceEnd: (exit: SandboxExit) => void = () => undefined;
+  const ended = new Promise<SandboxExit>((resolve) => {
+    announceEnd = resolve;
+  });
+  const exited = new Promise<SandboxExit>((resolveExited) => {
     let spawnError: Error | undefined;
     child.once('error', (error) => {
       spawnError = error;
@@ -215,8 +221,15 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
           } catch {
             // stats are best effort; teardown is not
           }
-          await cgroup.close();
         }
+        // How it ended is known now; the teardown below must finish before `exited`.
+        const resolve = (exit: SandboxExit): void => {
+          announceEnd(exit);
+          void (async () => {
+            await cgroup?.close();
+            resolveExited(exit);
+          })();
+        };
         const durationMs = Date.now() - started;
         const base = lastStats === undefined ? { durationMs } : { durationMs, stats: lastStats };
         const raw = code ?? (signal === null ? 1 : 128 + (signalNumber(signal) ?? 9));
@@ -242,6 +255,7 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
     stdout: child.stdout,
     stderr: child.stderr,
     exited,
+    ended,
     commandPid: () => commandPid,
     kill(sig) {
       if (commandPid === undefined) return false;

@@ -237,7 +237,9 @@ export class SshServer {
       onStarted(session);
       log('session-started', { session: session.id, peer: peer.fingerprint, app: session.app.id });
       const outputDone = this.#wire(channel, session);
-      const exit = await session.done;
+      // The status goes back as soon as it is known; the sandbox's teardown and the audit
+      // record finish in the background (session.done).
+      const exit = await session.handle.ended;
       await outputDone;
       log('session-ended', { session: session.id, status: exit.code, reason: exit.reason });
       if (exit.message !== undefined) channel.stderr.write(`ebp: ${exit.message}${eol}`);
