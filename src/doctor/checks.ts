@@ -68,21 +68,17 @@ async function checkCgroups(): Promise<CheckResult> {
   return { name: 'cgroups', ok: true, required: false, detail: `${detection.manager.version}: sandboxes under ${base} (${controllers.join(', ')})` };
 }
 
-function checkProgram(name: string, pkg: string, what: string, args?: readonly string[]): CheckResult {
-  const path = findProgram(name);
-  if (path === undefined) return { name, ok: false, required: false, detail: `not installed: ${what}`, fix: `sudo apt-get install ${pkg}` };
-  return { name, ok: true, required: false, detail: `${path} (${versionOf(path, args) ?? 'version unknown'})` };
+/** The Debian package version when dpkg knows the package (programs print versions inconsistently). */
+function packageVersion(pkg: string): string | undefined {
+  const result = spawnSync('dpkg-query', ['-W', '-f=${Version}', pkg], { encoding: 'utf8', timeout: 5000 });
+  return result.status === 0 && result.stdout.trim() !== '' ? result.stdout.trim() : undefined;
 }
 
-function checkTun(): CheckResult {
-  try {
-    const mode = statSync('/dev/net/tun').mode & 0o777;
-    return (mode & 0o006) === 0o006
-      ? { name: 'tun device', ok: true, required: false, detail: `/dev/net/tun mode 0${mode.toString(8)}` }
-      : { name: 'tun device', ok: false, required: false, detail: `/dev/net/tun is 0${mode.toString(8)}: slirp4netns cannot open it as the sandbox user, so --net fails`, fix: 'sudo chmod 0666 /dev/net/tun (Debian\'s default; `sudo ebp setup` does it)' };
-  } catch {
-    return { name: 'tun device', ok: false, required: false, detail: 'no /dev/net/tun: sandboxes cannot get --net', fix: 'sudo modprobe tun' };
-  }
+function checkProgram(name: string, pkg: string, what: string): CheckResult {
+  const path = findProgram(name);
+  if (path === undefined) return { name, ok: false, required: false, detail: `not installed: ${what}`, fix: `sudo apt-get install ${pkg}` };
+  const version = packageVersion(pkg);
+  return { name, ok: true, required: false, detail: `${path} (${version === undefined ? 'version unknown' : `${pkg} ${version}`})` };
 }
 
 export async function runChecks(): Promise<CheckResult[]> {
@@ -107,6 +103,6 @@ export async function runChecks(): Promise<CheckResult[]> {
     ? { name: 'fuse', ok: true, required: false, detail: '/dev/fuse present' }
     : { name: 'fuse', ok: false, required: false, detail: 'no /dev/fuse: the person\'s folders cannot be mounted into sandboxes', fix: 'sudo modprobe fuse' });
   results.push(checkProgram('sshfs', 'sshfs', 'the person\'s folders cannot be mounted into sandboxes'));
-  results.push(checkProgram('Xvfb', 'xvfb', 'no virtual displays for tests and the browser path', ['-help']));
+  results.push(checkProgram('Xvfb', 'xvfb', 'no virtual displays for tests and the browser path'));
   return results;
 }
