@@ -81,6 +81,17 @@ function checkProgram(name: string, pkg: string, what: string): CheckResult {
   return { name, ok: true, required: false, detail: `${path} (${version === undefined ? 'version unknown' : `${pkg} ${version}`})` };
 }
 
+function checkTun(): CheckResult {
+  try {
+    const mode = statSync('/dev/net/tun').mode & 0o777;
+    return (mode & 0o006) === 0o006
+      ? { name: 'tun device', ok: true, required: false, detail: `/dev/net/tun mode 0${mode.toString(8)}` }
+      : { name: 'tun device', ok: false, required: false, detail: `/dev/net/tun is 0${mode.toString(8)}: slirp4netns cannot open it as the sandbox user, so --net fails`, fix: 'sudo chmod 0666 /dev/net/tun (Debian\'s default; `sudo ebp setup` does it)' };
+  } catch {
+    return { name: 'tun device', ok: false, required: false, detail: 'no /dev/net/tun: sandboxes cannot get --net', fix: 'sudo modprobe tun' };
+  }
+}
+
 export async function runChecks(): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
