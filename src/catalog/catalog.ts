@@ -23,14 +23,10 @@ import { EbpError } from '../lib/errors.js';
 import { desktopFileId, MAX_DESKTOP_FILE_BYTES, parseDesktopEntry, type DesktopEntry } from './desktop-entry.js';
 import { execTakesFiles, expandExec, parseExec, type TakesFiles } from './exec.js';
 import { createIconResolver } from './icons.js';
+import type { AppSettings } from '../config/schema.js';
 
-export interface AppSettings {
-  readonly network: boolean;
-  readonly memoryBytes: number;
-  readonly cpus: number;
-  readonly pids: number;
-  readonly persistentHome: boolean;
-}
+/** Per-launch sandbox settings: the configuration's own type. */
+export type { AppSettings } from '../config/schema.js';
 
 export interface SharePolicy {
   /** 'all', or the desktop file IDs to share. */

@@ -91,7 +91,7 @@ test('whitespace around and between fields is accepted; no comment gives an empt
 });
 
 test('authorized_keys options before the key are refused with a message', () => {
-  rejects(`from="10.0.0.1,192.168.1.0/24" ${ED25519.line}`, /options/);
+  rejects(`from="198.18.0.1,198.19.1.0/24" ${ED25519.line}`, /options/);
   rejects(`command="echo a b",no-pty ${ED25519.line}`, /options/);
   rejects(`restrict ${ED25519.line}`, /options/);
   rejects(`no-pty,no-agent-forwarding ${ED25519.line}`, /options/);
