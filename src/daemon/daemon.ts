@@ -24,6 +24,7 @@ import { joinShellWords } from '../transport/shell-words.js';
 import { endpointText, type PeerConnection } from '../transport/ssh-client.js';
 import { SshServer } from '../transport/ssh-server.js';
 import { catalogFromConfig, catalogView, type AppView } from './catalog-source.js';
+import { relaySandbox } from './local-sandbox.js';
 import { Discovery, PROTOCOL_VERSION, type PeerTxt } from '../discovery/index.js';
 import { PeerDirectory, type PeerStatusAnswer, type PeerTarget, type PeerView } from '../peer/directory.js';
 import { StaticPeers } from '../peer/static-peers.js';
@@ -281,6 +282,7 @@ export class Daemon {
       },
     };
     const streams = {
+      sandbox: async (params: Record<string, unknown>, socket: Socket, leftover: Buffer) => relaySandbox(engine, params, socket, leftover),
       run: async (params: Record<string, unknown>, socket: Socket, leftover: Buffer) => {
         const command = params['command'];
         if (!Array.isArray(command) || command.length === 0 || !command.every((word): word is string => typeof word === 'string')) {

@@ -4,7 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { ClientChannel } from 'ssh2';
 
 export type RemoteExit =
-  | { readonly kind: 'code'; readonly code: number }
+  | { readonly kind: 'code'; readonly code: number; readonly message?: string }
   | { readonly kind: 'signal'; readonly signal: string }
   | { readonly kind: 'broken'; readonly message: string };
 

@@ -1,11 +1,17 @@
 // `ebp sandbox`: run a command locally in exactly the sandbox a remote launch gets.
 import { EbpError } from '../../lib/errors.js';
 import { parseDuration, parseSize } from '../../lib/units.js';
-import { defaultEngine } from '../../sandbox/engine.js';
-import { buildPolicy } from '../../sandbox/request.js';
+import { homedir } from 'node:os';
+import { resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import type { StatePaths } from '../../config/paths.js';
+import { connectControl, controlSocketPath, readAnswer, throwIfError } from '../../control/client.js';
+import { framedProcess } from '../../control/frames.js';
+import { defaultShareTarget, parseShareSpec } from '../../sandbox/request.js';
+import { attach, localTerminal } from '../attach.js';
+import type { ParsedArgs } from '../args.js';
 import { flag, integerOption, listOption, numberOption, stringOption } from '../args.js';
 import type { Command } from '../command.js';
-import { runInTerminalOrPipes } from '../terminal.js';
 
 export const sandboxCommand: Command = {
   name: 'sandbox',
@@ -31,8 +37,19 @@ not executable; 127 when it is not found.`,
     share: { type: 'string', value: 'SRC[:DST][:ro]', multiple: true, description: 'make a host folder visible inside' },
     'tmp-size': { type: 'string', value: 'SIZE', description: 'size of /tmp (default 256M)' },
     timeout: { type: 'string', value: 'DURATION', description: 'kill the sandbox after this long (e.g. 30s, 5m)' },
+    'no-daemon': { type: 'boolean', description: 'set the sandbox up in this process even when the daemon runs' },
   },
   async run({ args, paths, stderr }) {
+    if (!flag(args, 'no-daemon')) {
+      const status = await viaDaemon(args, paths, stderr);
+      if (status !== undefined) return status;
+    }
+    // In this process: load the engine now (the daemon path above never needs it).
+    const [{ defaultEngine }, { buildPolicy }, { runInTerminalOrPipes }] = await Promise.all([
+      import('../../sandbox/engine.js'),
+      import('../../sandbox/request.js'),
+      import('../terminal.js'),
+    ]);
     const engine = await defaultEngine({ cacheDir: paths.stateDir });
     const memory = stringOption(args, 'memory');
     const homeSize = stringOption(args, 'home-size');
@@ -63,3 +80,61 @@ not executable; 127 when it is not found.`,
     return exit.code;
   },
 };
+
+/**
+ * The same sandbox, set up by the running daemon (same user: its control socket is ours alone),
+ * which holds the engine already. Undefined when no daemon runs here.
+ */
+async function viaDaemon(args: ParsedArgs, paths: StatePaths, stderr: NodeJS.WriteStream): Promise<number | undefined> {
+  const socket = await connectControl(controlSocketPath(paths.runtimeDir));
+  if (socket === undefined) return undefined;
+  if (args.operands.length === 0) {
+    socket.destroy();
+    throw new EbpError('USAGE', 'no command given', { hint: 'ebp sandbox [OPTIONS] -- COMMAND [ARGS...]' });
+  }
+  const home = process.env['HOME'] ?? homedir();
+  // Paths are made absolute here, against this shell's folder and home, not the daemon's.
+  const shares = listOption(args, 'share').map((text) => {
+    const spec = parseShareSpec(text);
+    let source: string;
+    try {
+      source = realpathSync(spec.source.startsWith('~/') ? `${home}/${spec.source.slice(2)}` : resolve(spec.source));
+    } catch (error) {
+      socket.destroy();
+      throw new EbpError('USAGE', `cannot share "${spec.source}": no such file or folder`, { cause: error });
+    }
+    return `${source}:${spec.target ?? defaultShareTarget(source, home)}${spec.readOnly ? ':ro' : ''}`;
+  });
+  const memory = stringOption(args, 'memory');
+  const homeSize = stringOption(args, 'home-size');
+  const tmpSize = stringOption(args, 'tmp-size');
+  const timeout = stringOption(args, 'timeout');
+  const homeDir = stringOption(args, 'home');
+  const pids = integerOption(args, 'pids', { min: 1, max: 1_000_000 });
+  const cpus = numberOption(args, 'cpus', { min: 0.01, max: 1024 });
+  const terminal = localTerminal();
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined && (key === 'LANG' || key === 'TERM' || key.startsWith('LC_'))) env[key] = value;
+  const params = {
+    command: args.operands,
+    network: flag(args, 'net'),
+    shares,
+    env,
+    ...(memory === undefined ? {} : { memoryBytes: parseSize(memory, 'memory limit') }),
+    ...(homeSize === undefined ? {} : { homeSizeBytes: parseSize(homeSize, 'home size') }),
+    ...(tmpSize === undefined ? {} : { tmpSizeBytes: parseSize(tmpSize, '/tmp size') }),
+    ...(timeout === undefined ? {} : { timeoutMs: parseDuration(timeout, 'timeout') }),
+    ...(homeDir === undefined ? {} : { homeDir: resolve(homeDir) }),
+    ...(pids === undefined ? {} : { pids }),
+    ...(cpus === undefined ? {} : { cpus }),
+    ...(terminal === undefined ? {} : { pty: { cols: terminal.cols, rows: terminal.rows } }),
+  };
+  socket.write(`${JSON.stringify({ op: 'sandbox', params })}\n`);
+  const { answer, leftover } = await readAnswer(socket);
+  throwIfError(answer);
+  socket.resume();
+  const { status, exit } = await attach(framedProcess(socket, leftover), { terminal: terminal !== undefined });
+  if (exit.kind === 'code' && exit.message !== undefined) stderr.write(`ebp: ${exit.message}\n`);
+  if (exit.kind === 'broken') stderr.write(`ebp: ${exit.message}\n`);
+  return status;
+}
