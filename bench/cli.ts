@@ -1,8 +1,8 @@
 // Benchmark b: whole commands, each a new process, timed by hyperfine: `ebp sandbox -- true`
 // against its anchors `node -e 0` and raw bwrap with ebp's argv, plus firejail and lxc-execute
 // for scale. Sandbox tools run as the unprivileged sandbox user where that is how they are used.
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { buildBwrapArgs, FD } from '../src/sandbox/bwrap-args.js';
@@ -115,6 +115,7 @@ export function benchCli(engine: SandboxEngine, options: { root: string; runs: n
   chmodSync(dir, 0o755); // the sandbox user reads the seccomp and /etc files from here
   const notes: string[] = [];
   const skipped: Skipped[] = [];
+  const cleanups: (() => void)[] = [];
   try {
     const isRoot = process.getuid?.() === 0;
     const user = engine.identity.name;
@@ -124,8 +125,17 @@ export function benchCli(engine: SandboxEngine, options: { root: string; runs: n
     const wrapperScript = join(dir, 'wrapper-only.sh');
     writeFileSync(wrapperScript, `#!/bin/sh\n${['exec', ...dropPrivileges, 'true'].map(quote).join(' ')}\n`, { mode: 0o755 });
 
+    // A daemon of its own (state in the temp folder, no discovery, loopback only): with it running,
+    // `ebp sandbox` lets the daemon, which holds the engine, set the sandbox up.
+    const daemonState = join(dir, 'state');
+    const daemon = spawn(process.execPath, [join(options.root, 'bin', 'ebp'), '--state-dir', daemonState, 'up', '--no-discovery', '--listen', '127.0.0.1', '--port', '0'], { stdio: 'ignore' });
+    cleanups.push(() => daemon.kill('SIGTERM'));
+    const socketPath = join(daemonState, 'run', 'control.sock');
+    const tick = new Int32Array(new SharedArrayBuffer(4));
+    for (let waited = 0; waited < 15_000 && !existsSync(socketPath); waited += 50) Atomics.wait(tick, 0, 0, 50);
     const candidates: { name: string; argv: string[] }[] = [
-      { name: 'ebp sandbox -- true', argv: [join(options.root, 'bin', 'ebp'), 'sandbox', '--', 'true'] },
+      { name: 'ebp sandbox -- true', argv: [join(options.root, 'bin', 'ebp'), 'sandbox', '--no-daemon', '--', 'true'] },
+      ...(existsSync(socketPath) ? [{ name: 'ebp sandbox -- true, daemon running', argv: [join(options.root, 'bin', 'ebp'), '--state-dir', daemonState, 'sandbox', '--', 'true'] }] : []),
       { name: 'node -e 0', argv: [process.execPath, '-e', '0'] },
       // Node start-up plus loading ebp's modules, nothing else: the price of the CLI's imports.
       { name: 'ebp --help', argv: [join(options.root, 'bin', 'ebp'), '--help'] },
@@ -179,8 +189,13 @@ export function benchCli(engine: SandboxEngine, options: { root: string; runs: n
     const raw = find('raw bwrap (ebp argv)');
     const ratio = (pick: (summary: Summary) => number): number | undefined =>
       ebp === undefined || node === undefined || raw === undefined ? undefined : pick(ebp) / (pick(node) + pick(raw));
+    const viaDaemon = find('ebp sandbox -- true, daemon running');
+    if (viaDaemon !== undefined && node !== undefined && raw !== undefined) {
+      notes.push(`with the daemon running, \`ebp sandbox -- true\` takes ${viaDaemon.median.toFixed(1)} ms (median): ${(viaDaemon.median / (node.median + raw.median)).toFixed(2)}x of node -e 0 + raw bwrap (p90 ${(viaDaemon.p90 / (node.p90 + raw.p90)).toFixed(2)}x)`);
+    }
     return { runs: perRound * rounds, rounds, warmup: options.warmup, results, skipped, ratioMedian: ratio((s) => s.median), ratioP90: ratio((s) => s.p90), notes };
   } finally {
+    for (const cleanup of cleanups) cleanup();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -209,6 +209,7 @@ function detailCli(cli: CliResult, lines: string[]): void {
     lines.push(`| ${result.name} | ${ms(result.ms.median)} | ${ms(result.ms.p90)} | ${result.ms.mean.toFixed(1)} ± ${result.stddevMs.toFixed(1)} ms | ${x(ratio)} |`);
   }
   for (const skip of cli.skipped) lines.push(`| ${skip.name} | left out: ${skip.reason} | | | |`);
+  if (cli.notes.length > 0) lines.push('', ...cli.notes.map((note) => `- ${note}`));
 }
 
 function detailSpawn(spawn: SpawnResult, lines: string[]): void {
