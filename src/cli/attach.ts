@@ -1,6 +1,5 @@
 // Connects the person's terminal or pipes to a process on a peer: raw mode and resizes for a
 // terminal, signals forwarded, the terminal restored however the session ends.
-import { spawnSync } from 'node:child_process';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
 
 export function localTerminal(): { term: string; cols: number; rows: number } | undefined {
@@ -15,6 +14,8 @@ export async function attach(remote: RemoteProcess, options: { terminal: boolean
   const cleanups: (() => void)[] = [];
   if (options.terminal && stdin.isTTY) {
     stdin.setRawMode(true);
+    // Loaded only for terminals: a launch with pipes should not pay for child_process.
+    const { spawnSync } = await import('node:child_process');
     spawnSync('stty', ['-opost'], { stdio: ['inherit', 'ignore', 'ignore'] });
     cleanups.push(() => stdin.setRawMode(false));
     const onResize = (): void => {
