@@ -1,6 +1,6 @@
 // From what a person asks for (command line, later the SSH request and the web page) to a
 // validated SandboxPolicy. Every path and size is checked here, at the boundary.
-import { lchownSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
+import { lchownSync, lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, normalize, relative } from 'node:path';
 import { EbpError, errnoCode } from '../lib/errors.js';
@@ -82,12 +82,39 @@ export function validateShareTarget(target: string): string {
   return clean;
 }
 
-function resolveShare(spec: ShareSpec, home: string): Share {
+/**
+ * The folder on the way to a share that the sandbox's host uid cannot pass through, if any (mode
+ * bits only; the group is not considered, as the sandbox user belongs to no other group).
+ */
+export function unreachableFolder(source: string, uid: number): string | undefined {
+  const own = statSync(source);
+  // The share itself: a folder must be enterable, a file readable.
+  const need = own.isDirectory() ? 0o1 : 0o4;
+  if ((own.uid === uid ? (own.mode >> 6) & need : own.mode & need) === 0) return source;
+  let path = source;
+  for (;;) {
+    const parent = dirname(path);
+    if (parent === path) return undefined;
+    const stat = statSync(parent);
+    const searchable = stat.uid === uid ? (stat.mode & 0o100) !== 0 : (stat.mode & 0o001) !== 0;
+    if (!searchable) return parent;
+    path = parent;
+  }
+}
+
+function resolveShare(spec: ShareSpec, home: string, identity: HostIdentity): Share {
   let source: string;
   try {
     source = realpathSync(spec.source.startsWith('~/') ? `${home}/${spec.source.slice(2)}` : spec.source);
   } catch (error) {
     throw new EbpError('USAGE', `cannot share "${spec.source}": ${errnoCode(error) === 'ENOENT' ? 'no such file or folder' : String(error)}`, { cause: error });
+  }
+  // As root, sandboxes run as an unprivileged user: say so before a "Permission denied" inside.
+  const blocked = identity.switchUser ? unreachableFolder(source, identity.uid) : undefined;
+  if (blocked !== undefined) {
+    throw new EbpError('USAGE', `cannot share "${spec.source}": sandboxes run as ${identity.name} (uid ${identity.uid}), which cannot enter ${blocked}`, {
+      hint: `share a folder it can reach, or let it in: chmod ${blocked === source ? 'o+rx' : 'o+x'} ${blocked}`,
+    });
   }
   const target = validateShareTarget(spec.target ?? defaultShareTarget(source, home));
   return { source, target, readOnly: spec.readOnly };
@@ -152,7 +179,7 @@ export function buildPolicy(request: SandboxRequest, identity: HostIdentity): Sa
   const home: HomePolicy = request.homeDir === undefined
     ? { kind: 'ephemeral', sizeBytes: request.homeSizeBytes ?? DEFAULT_HOME_SIZE }
     : { kind: 'persistent', hostPath: preparePersistentHome(request.homeDir, identity) };
-  const shares = (request.shares ?? []).map((text) => resolveShare(parseShareSpec(text), personHome));
+  const shares = (request.shares ?? []).map((text) => resolveShare(parseShareSpec(text), personHome, identity));
   const targets = new Set<string>();
   for (const share of shares) {
     if (targets.has(share.target)) throw new EbpError('USAGE', `two shares use the same place inside: ${share.target}`);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, symlinkSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { buildPolicy, defaultShareTarget, parseShareSpec, preparePersistentHome, validateShareTarget } from '../../src/sandbox/request.js';
+import { buildPolicy, defaultShareTarget, parseShareSpec, preparePersistentHome, unreachableFolder, validateShareTarget } from '../../src/sandbox/request.js';
 import type { HostIdentity } from '../../src/sandbox/privilege.js';
 
 const me: HostIdentity = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, switchUser: false, name: 'me' };
@@ -65,4 +65,19 @@ test('policies have safe defaults', () => {
   assert.ok(policy.limits.memoryBytes > 0 && policy.limits.pids > 0);
   assert.throws(() => buildPolicy({ command: [] }, me), /no command/);
   assert.throws(() => buildPolicy({ command: ['a\0b'] }, me), /NUL/);
+});
+
+test('a share behind a folder the sandbox user cannot enter is refused with the folder named', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ebp-share-'));
+  mkdirSync(join(dir, 'inner'));
+  chmodSync(dir, 0o700);
+  const other: HostIdentity = { uid: 4242, gid: 4242, switchUser: true, name: 'ebp-sandbox' };
+  assert.equal(unreachableFolder(join(dir, 'inner'), other.uid), dir);
+  assert.throws(() => buildPolicy({ command: ['true'], shares: [join(dir, 'inner')] }, other), /cannot enter .*chmod|cannot enter/);
+  chmodSync(dir, 0o711);
+  chmodSync(join(dir, 'inner'), 0o700);
+  assert.equal(unreachableFolder(join(dir, 'inner'), other.uid), join(dir, 'inner'), 'the share itself is checked too');
+  chmodSync(join(dir, 'inner'), 0o755);
+  assert.equal(unreachableFolder(join(dir, 'inner'), other.uid), undefined);
+  assert.equal(buildPolicy({ command: ['true'], shares: [join(dir, 'inner')] }, other).shares[0]?.source, join(dir, 'inner'));
 });
