@@ -7,7 +7,7 @@ import { realpathSync } from 'node:fs';
 import type { StatePaths } from '../../config/paths.js';
 import { connectControl, controlSocketPath, readAnswer, throwIfError } from '../../control/client.js';
 import { framedProcess } from '../../control/frames.js';
-import { defaultShareTarget, parseShareSpec } from '../../sandbox/request.js';
+import { defaultShareTarget, parseShareSpec, type SandboxRequest } from '../../sandbox/request.js';
 import { attach, localTerminal } from '../attach.js';
 import type { ParsedArgs } from '../args.js';
 import { flag, integerOption, listOption, numberOption, stringOption } from '../args.js';
@@ -40,6 +40,7 @@ not executable; 127 when it is not found.`,
     'no-daemon': { type: 'boolean', description: 'set the sandbox up in this process even when the daemon runs' },
   },
   async run({ args, paths, stderr }) {
+    requestFrom(args); // a bad option or no command fails here, before either path
     if (!flag(args, 'no-daemon')) {
       const status = await viaDaemon(args, paths, stderr);
       if (status !== undefined) return status;
@@ -51,30 +52,7 @@ not executable; 127 when it is not found.`,
       import('../terminal.js'),
     ]);
     const engine = await defaultEngine({ cacheDir: paths.stateDir });
-    const memory = stringOption(args, 'memory');
-    const homeSize = stringOption(args, 'home-size');
-    const tmpSize = stringOption(args, 'tmp-size');
-    const timeout = stringOption(args, 'timeout');
-    const home = stringOption(args, 'home');
-    const pids = integerOption(args, 'pids', { min: 1, max: 1_000_000 });
-    const cpus = numberOption(args, 'cpus', { min: 0.01, max: 1024 });
-    if (args.operands.length === 0) throw new EbpError('USAGE', 'no command given', { hint: 'ebp sandbox [OPTIONS] -- COMMAND [ARGS...]' });
-    const policy = buildPolicy(
-      {
-        command: args.operands,
-        network: flag(args, 'net'),
-        shares: listOption(args, 'share'),
-        env: process.env,
-        ...(memory === undefined ? {} : { memoryBytes: parseSize(memory, 'memory limit') }),
-        ...(homeSize === undefined ? {} : { homeSizeBytes: parseSize(homeSize, 'home size') }),
-        ...(tmpSize === undefined ? {} : { tmpSizeBytes: parseSize(tmpSize, '/tmp size') }),
-        ...(timeout === undefined ? {} : { timeoutMs: parseDuration(timeout, 'timeout') }),
-        ...(home === undefined ? {} : { homeDir: home }),
-        ...(pids === undefined ? {} : { pids }),
-        ...(cpus === undefined ? {} : { cpus }),
-      },
-      engine.identity,
-    );
+    const policy = buildPolicy({ ...requestFrom(args), shares: listOption(args, 'share'), env: process.env }, engine.identity);
     const exit = await runInTerminalOrPipes(policy, engine);
     if (exit.message !== undefined) stderr.write(`ebp: ${exit.message}\n`);
     return exit.code;
@@ -88,10 +66,6 @@ not executable; 127 when it is not found.`,
 async function viaDaemon(args: ParsedArgs, paths: StatePaths, stderr: NodeJS.WriteStream): Promise<number | undefined> {
   const socket = await connectControl(controlSocketPath(paths.runtimeDir));
   if (socket === undefined) return undefined;
-  if (args.operands.length === 0) {
-    socket.destroy();
-    throw new EbpError('USAGE', 'no command given', { hint: 'ebp sandbox [OPTIONS] -- COMMAND [ARGS...]' });
-  }
   const home = process.env['HOME'] ?? homedir();
   // Paths are made absolute here, against this shell's folder and home, not the daemon's.
   const shares = listOption(args, 'share').map((text) => {
@@ -105,28 +79,15 @@ async function viaDaemon(args: ParsedArgs, paths: StatePaths, stderr: NodeJS.Wri
     }
     return `${source}:${spec.target ?? defaultShareTarget(source, home)}${spec.readOnly ? ':ro' : ''}`;
   });
-  const memory = stringOption(args, 'memory');
-  const homeSize = stringOption(args, 'home-size');
-  const tmpSize = stringOption(args, 'tmp-size');
-  const timeout = stringOption(args, 'timeout');
-  const homeDir = stringOption(args, 'home');
-  const pids = integerOption(args, 'pids', { min: 1, max: 1_000_000 });
-  const cpus = numberOption(args, 'cpus', { min: 0.01, max: 1024 });
   const terminal = localTerminal();
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined && (key === 'LANG' || key === 'TERM' || key.startsWith('LC_'))) env[key] = value;
+  const request = requestFrom(args);
   const params = {
-    command: args.operands,
-    network: flag(args, 'net'),
+    ...request,
+    ...(request.homeDir === undefined ? {} : { homeDir: resolve(request.homeDir) }),
     shares,
     env,
-    ...(memory === undefined ? {} : { memoryBytes: parseSize(memory, 'memory limit') }),
-    ...(homeSize === undefined ? {} : { homeSizeBytes: parseSize(homeSize, 'home size') }),
-    ...(tmpSize === undefined ? {} : { tmpSizeBytes: parseSize(tmpSize, '/tmp size') }),
-    ...(timeout === undefined ? {} : { timeoutMs: parseDuration(timeout, 'timeout') }),
-    ...(homeDir === undefined ? {} : { homeDir: resolve(homeDir) }),
-    ...(pids === undefined ? {} : { pids }),
-    ...(cpus === undefined ? {} : { cpus }),
     ...(terminal === undefined ? {} : { pty: { cols: terminal.cols, rows: terminal.rows } }),
   };
   socket.write(`${JSON.stringify({ op: 'sandbox', params })}\n`);
@@ -137,4 +98,27 @@ async function viaDaemon(args: ParsedArgs, paths: StatePaths, stderr: NodeJS.Wri
   if (exit.kind === 'code' && exit.message !== undefined) stderr.write(`ebp: ${exit.message}\n`);
   if (exit.kind === 'broken') stderr.write(`ebp: ${exit.message}\n`);
   return status;
+}
+
+/** The command and the sizes, limits and home as typed; one parser for both paths. */
+function requestFrom(args: ParsedArgs): SandboxRequest {
+  if (args.operands.length === 0) throw new EbpError('USAGE', 'no command given', { hint: 'ebp sandbox [OPTIONS] -- COMMAND [ARGS...]' });
+  const memory = stringOption(args, 'memory');
+  const homeSize = stringOption(args, 'home-size');
+  const tmpSize = stringOption(args, 'tmp-size');
+  const timeout = stringOption(args, 'timeout');
+  const home = stringOption(args, 'home');
+  const pids = integerOption(args, 'pids', { min: 1, max: 1_000_000 });
+  const cpus = numberOption(args, 'cpus', { min: 0.01, max: 1024 });
+  return {
+    command: args.operands,
+    network: flag(args, 'net'),
+    ...(memory === undefined ? {} : { memoryBytes: parseSize(memory, 'memory limit') }),
+    ...(homeSize === undefined ? {} : { homeSizeBytes: parseSize(homeSize, 'home size') }),
+    ...(tmpSize === undefined ? {} : { tmpSizeBytes: parseSize(tmpSize, '/tmp size') }),
+    ...(timeout === undefined ? {} : { timeoutMs: parseDuration(timeout, 'timeout') }),
+    ...(home === undefined ? {} : { homeDir: home }),
+    ...(pids === undefined ? {} : { pids }),
+    ...(cpus === undefined ? {} : { cpus }),
+  };
 }
