@@ -2,26 +2,13 @@
 // (notify-send), else a dialog (zenity, xmessage), else a line in a log file. The message is
 // passed as one argument, never through a shell.
 import { spawn } from 'node:child_process';
-import { accessSync, appendFileSync, constants, mkdirSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { which } from '../lib/which.js';
 
 export type NotifyOutcome = { readonly kind: 'shown'; readonly tool: string } | { readonly kind: 'logged'; readonly file: string } | { readonly kind: 'failed'; readonly reason: string };
 
 const MAX_MESSAGE_CHARS = 2000;
-
-function findProgram(name: string, env: NodeJS.ProcessEnv): string | undefined {
-  for (const dir of (env['PATH'] ?? '/usr/bin:/bin').split(delimiter)) {
-    if (!dir.startsWith('/')) continue;
-    const path = join(dir, name);
-    try {
-      accessSync(path, constants.X_OK);
-      return path;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 /** The first tool that can show MESSAGE in this session, with its argv. Pure but for PATH lookups. */
 export function notifier(title: string, message: string, env: NodeJS.ProcessEnv): { tool: string; argv: string[] } | undefined {
@@ -36,7 +23,7 @@ export function notifier(title: string, message: string, env: NodeJS.ProcessEnv)
   ];
   for (const [name, args, usable] of candidates) {
     if (!usable) continue;
-    const path = findProgram(name, env);
+    const path = which(name, env);
     if (path !== undefined) return { tool: name, argv: [path, ...args] };
   }
   return undefined;
