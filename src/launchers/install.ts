@@ -15,7 +15,7 @@ import { which } from '../lib/which.js';
 import { isFingerprint } from '../peer/keys.js';
 import { KnownHosts, normalizeEndpoint } from '../peer/known-hosts.js';
 import type { TakesFiles } from '../catalog/exec.js';
-import { MAX_ICON_BYTES, type IconType } from '../catalog/icon-file.js';
+import { iconContentMatches, MAX_ICON_BYTES, type IconType } from '../catalog/icon-file.js';
 import { desktopFileId, launcherEntry, parseLauncher, type LauncherRecord, type LauncherSpec } from './entry.js';
 
 export interface LauncherDirs {
@@ -137,7 +137,6 @@ export function appFromCatalog(answer: Record<string, unknown>, appId: string): 
 }
 
 const ICON_EXTENSION: Readonly<Record<IconType, string>> = { 'image/png': 'png', 'image/svg+xml': 'svg', 'image/x-xpixmap': 'xpm' };
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 /**
  * The icon from the peer, checked: a known type, at most MAX_ICON_BYTES, and content that is
@@ -150,11 +149,7 @@ export function decodeIcon(answer: Record<string, unknown>): { extension: string
   if (typeof type !== 'string' || !(type in ICON_EXTENSION) || typeof base64 !== 'string') throw new EbpError('SESSION_BROKEN', 'the peer sent an icon of an unknown type');
   if (base64.length > Math.ceil(MAX_ICON_BYTES / 3) * 4 || !/^[A-Za-z0-9+/]*={0,2}$/.test(base64)) throw new EbpError('SESSION_BROKEN', 'the peer sent an icon that is too large or not base64');
   const data = Buffer.from(base64, 'base64');
-  const head = data.subarray(0, 4096).toString('latin1');
-  const ok = type === 'image/png' ? data.subarray(0, 8).equals(PNG_SIGNATURE)
-    : type === 'image/svg+xml' ? /<svg[\s>]/.test(head)
-      : head.startsWith('/* XPM */');
-  if (!ok || data.length === 0) throw new EbpError('SESSION_BROKEN', `the peer's icon is not a valid ${type} file`);
+  if (!iconContentMatches(type as IconType, data)) throw new EbpError('SESSION_BROKEN', `the peer's icon is not a valid ${type} file`);
   return { extension: ICON_EXTENSION[type as IconType], data };
 }
 

@@ -246,6 +246,27 @@ describe('ebp install / installed / uninstall', { skip: SKIP }, () => {
     }
   });
 
+  test('ebp:icon over SSH: the catalogued icon of a shared app only; hostile ids and icon-less apps refused', { timeout: 60_000 }, async () => {
+    const served = await ebpOk(direct, ['run', host.endpoint, 'ebp:icon', 'edit']);
+    const answer = JSON.parse(served.stdout) as { type: string; data: string };
+    assert.equal(answer.type, 'image/png');
+    assert.deepEqual(Buffer.from(answer.data, 'base64'), readFileSync(iconFile));
+    const refusals: [string[], RegExp][] = [
+      [['hello'], /"hello" has no icon/],
+      [['nosuch'], /"nosuch" is not an app this machine shares/],
+      [['../../etc/passwd'], /ebp:icon takes one app id/],
+      [[iconFile], /ebp:icon takes one app id/],
+      [['edit', 'hello'], /ebp:icon takes one app id/],
+      [[], /ebp:icon takes one app id/],
+    ];
+    for (const [args, message] of refusals) {
+      const result = await ebpIn(direct, ['run', host.endpoint, 'ebp:icon', ...args]);
+      assert.notEqual(result.code, 0, `${JSON.stringify(args)}: ${shown(result)}`);
+      assert.equal(result.stdout, '', JSON.stringify(args));
+      assert.match(result.stderr, message, JSON.stringify(args));
+    }
+  });
+
   // TODO(needs file forwarding): enable once the `files` branch is merged: `ebp run PEER APP FILE`
   // then forwards local files, so the remote app reads this file and its edit lands here.
   test('"Open with": the Exec line with a local text file opens it in the remote app and the edit lands locally', { timeout: 120_000, skip: 'needs file forwarding' }, async () => {
