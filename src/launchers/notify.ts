@@ -14,10 +14,13 @@ const MAX_MESSAGE_CHARS = 2000;
 export function notifier(title: string, message: string, env: NodeJS.ProcessEnv): { tool: string; argv: string[] } | undefined {
   const graphical = (env['DISPLAY'] ?? '') !== '' || (env['WAYLAND_DISPLAY'] ?? '') !== '';
   const bus = (env['DBUS_SESSION_BUS_ADDRESS'] ?? '') !== '' || (env['XDG_RUNTIME_DIR'] ?? '') !== '';
-  const text = message.slice(0, MAX_MESSAGE_CHARS);
+  // The message may quote the peer (hostile): no control characters, and for notify-send, whose
+  // body is markup, no tags (an <img> or <a> must stay text).
+  const text = message.replace(/[\x00-\x09\x0b-\x1f\x7f]/g, ' ').slice(0, MAX_MESSAGE_CHARS);
+  const markup = text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
   const candidates: [string, string[], boolean][] = [
     // `--` ends notify-send's options: a message starting with "-" stays the message.
-    ['notify-send', ['--app-name=ebp', '--urgency=critical', '--', title, text], bus],
+    ['notify-send', ['--app-name=ebp', '--urgency=critical', '--', title, markup], bus],
     ['zenity', ['--error', '--title', title, '--no-markup', '--text', text], graphical],
     ['xmessage', ['-center', '-title', title, `${title}\n\n${text}`], (env['DISPLAY'] ?? '') !== ''],
   ];
@@ -48,7 +51,8 @@ export async function notifyError(title: string, message: string, options: { env
   }
   try {
     mkdirSync(dirname(options.logFile), { recursive: true, mode: 0o700 });
-    appendFileSync(options.logFile, `${new Date().toISOString()} ${title}: ${message.replace(/\n/g, ' ')}\n`, { mode: 0o600 });
+    const line = message.replace(/[\x00-\x1f\x7f]/g, ' ').slice(0, MAX_MESSAGE_CHARS);
+    appendFileSync(options.logFile, `${new Date().toISOString()} ${title}: ${line}\n`, { mode: 0o600 });
     return { kind: 'logged', file: options.logFile };
   } catch (error) {
     return { kind: 'failed', reason: error instanceof Error ? error.message : String(error) };
