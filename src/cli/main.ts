@@ -17,6 +17,9 @@ interface CommandEntry {
 const COMMANDS: readonly CommandEntry[] = [
   { name: 'up', summary: 'run the daemon: share this machine\'s apps with peers', load: async () => (await import('./commands/up.js')).upCommand },
   { name: 'run', summary: 'run an app on a peer, here in this terminal', load: async () => (await import('./commands/run.js')).runCommand },
+  { name: 'install', summary: 'add a launcher for an app on a peer to this computer\'s menu', load: async () => (await import('./commands/launchers.js')).installCommand },
+  { name: 'uninstall', summary: 'remove a launcher that `ebp install` added', load: async () => (await import('./commands/launchers.js')).uninstallCommand },
+  { name: 'installed', summary: 'list the launchers `ebp install` added', load: async () => (await import('./commands/launchers.js')).installedCommand },
   { name: 'apps', summary: 'list the apps a peer shares (or this machine\'s own)', load: async () => (await import('./commands/apps.js')).appsCommand },
   { name: 'peers', summary: 'the peers in the pool; add/remove static peers; forget a key', load: async () => (await import('./commands/peers.js')).peersCommand },
   { name: 'name', summary: 'show or change this machine\'s display name in the pool (live)', load: async () => (await import('./commands/name.js')).nameCommand },

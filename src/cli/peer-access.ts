@@ -19,6 +19,8 @@ export interface LaunchSpec {
   readonly command: readonly string[];
   readonly pty?: { readonly term: string; readonly cols: number; readonly rows: number };
   readonly env: Readonly<Record<string, string>>;
+  /** HOST:PORT to use when PEER (then a full fingerprint) is not in the pool; the key is enforced. */
+  readonly address?: string;
 }
 
 export function localeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {

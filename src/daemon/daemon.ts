@@ -23,11 +23,13 @@ import { PeerPool } from '../transport/peer-pool.js';
 import { joinShellWords } from '../transport/shell-words.js';
 import { endpointText, type PeerConnection } from '../transport/ssh-client.js';
 import { SshServer } from '../transport/ssh-server.js';
+import { readAppIcon } from '../catalog/icon-file.js';
 import { catalogFromConfig, catalogView, type AppView } from './catalog-source.js';
 import { relaySandbox } from './local-sandbox.js';
 import { Discovery, PROTOCOL_VERSION, type PeerTxt } from '../discovery/index.js';
 import { PeerDirectory, type PeerStatusAnswer, type PeerTarget, type PeerView } from '../peer/directory.js';
 import { StaticPeers } from '../peer/static-peers.js';
+import { resolveWithFallback } from '../peer/fallback.js';
 
 export interface DaemonOptions {
   readonly paths: StatePaths;
@@ -131,6 +133,12 @@ export class Daemon {
       queries: {
         apps: () => catalogView(catalog),
         status: () => ({ name: discovery?.instanceName ?? name, ...txt() }),
+        icon: async (appId) => {
+          const app = catalog.apps.find((candidate) => candidate.id === appId);
+          if (app === undefined) throw new EbpError('APP_NOT_SHARED', `"${appId}" is not an app this machine shares`);
+          const icon = await readAppIcon(app);
+          return { type: icon.type, data: icon.data.toString('base64') };
+        },
       },
       log,
     });
@@ -170,8 +178,8 @@ export class Daemon {
       probe: async (target) => JSON.parse(await (await pool.get({ host: target.host, port: target.port }, target.expectedFingerprint)).query('ebp:status')) as PeerStatusAnswer,
     });
     /** Dials a peer as resolved; a peer whose key contradicts its announcement is an impostor. */
-    const connect = async (peerText: string): Promise<{ connection: PeerConnection; target: PeerTarget }> => {
-      const target = directory.resolve(peerText);
+    const connect = async (peerText: string, fallbackAddress?: string): Promise<{ connection: PeerConnection; target: PeerTarget }> => {
+      const target = resolveWithFallback(peerText, fallbackAddress, (peer) => directory.resolve(peer));
       try {
         const connection = await pool.get({ host: target.host, port: target.port }, target.expectedFingerprint);
         if (target.expectedFingerprint !== undefined) directory.markGenuine(target.host, target.port, connection.fingerprint);
@@ -221,7 +229,7 @@ export class Daemon {
       untrust: async (params: Record<string, unknown>) => trust.remove(text(params, 'id')),
       query: async (params: Record<string, unknown>) => {
         const query = text(params, 'query');
-        if (!/^ebp:[a-z]+$/.test(query)) throw new EbpError('USAGE', `unknown query "${query.slice(0, 32)}"`);
+        if (!/^ebp:[a-z]+( [A-Za-z0-9][A-Za-z0-9._-]{0,127})?$/.test(query)) throw new EbpError('USAGE', `unknown query "${query.slice(0, 32)}"`);
         const { connection } = await connect(text(params, 'peer'));
         return connection.query(query);
       },
@@ -290,7 +298,8 @@ export class Daemon {
         }
         const pty = params['pty'] as { term: string; cols: number; rows: number } | undefined;
         const env = (params['env'] ?? {}) as Record<string, string>;
-        const { connection, target } = await connect(text(params, 'peer'));
+        const address = params['address'];
+        const { connection, target } = await connect(text(params, 'peer'), typeof address === 'string' ? address : undefined);
         const remote = await connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env });
         const where = target.view?.name ?? endpointText(connection.endpoint);
         socket.write(`${JSON.stringify({ ok: true, result: { peer: where, fingerprint: connection.fingerprint } })}\n`);

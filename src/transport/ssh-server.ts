@@ -24,6 +24,8 @@ export interface SshServerOptions {
 export interface PeerQueries {
   apps(): unknown;
   status(): unknown;
+  /** `ebp:icon APP`: the app's icon as { type, data (base64) }; EbpError when there is none. */
+  icon(appId: string): Promise<unknown>;
 }
 
 /** Signals a client may send to the app (RFC 4254 names, without SIG). */
@@ -219,7 +221,7 @@ export class SshServer {
       const [appId, ...args] = words;
       if (appId === undefined) throw new EbpError('USAGE', 'no app named', { hint: 'ssh -p PORT HOST APP [ARGS]; list them with: ssh -p PORT HOST ebp:apps' });
       if (appId.startsWith('ebp:')) {
-        this.#query(channel, appId);
+        await this.#query(channel, appId, args);
         return;
       }
       const session = await this.#options.launch.launch(
@@ -292,7 +294,18 @@ export class SshServer {
     await Promise.all(ends);
   }
 
-  #query(channel: ServerChannel, query: string): void {
+  async #query(channel: ServerChannel, query: string, args: readonly string[]): Promise<void> {
+    if (query === 'ebp:icon') {
+      // The app id is checked against the catalogue by the daemon; here only its shape.
+      const [appId] = args;
+      if (args.length !== 1 || appId === undefined || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(appId)) {
+        throw new EbpError('USAGE', 'ebp:icon takes one app id', { hint: 'ebp:icon APP' });
+      }
+      channel.write(`${JSON.stringify(await this.#options.queries.icon(appId))}\n`);
+      channel.exit(0);
+      channel.end();
+      return;
+    }
     switch (query) {
       case 'ebp:ping':
         channel.write('pong\n');

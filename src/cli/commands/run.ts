@@ -1,10 +1,12 @@
 // `ebp run PEER APP [ARGS...]`: run an app on a peer with the local terminal or pipes.
 import { EbpError } from '../../lib/errors.js';
 import { attach, localTerminal } from '../attach.js';
-import type { Command } from '../command.js';
+import { join } from 'node:path';
+import type { Command, CommandContext } from '../command.js';
 import { callDaemon } from '../../control/client.js';
-import { flag } from '../args.js';
+import { flag, stringOption } from '../args.js';
 import { launchOnPeer, localeEnv } from '../peer-access.js';
+import type { RemoteProcess } from '../../transport/remote-process.js';
 
 export const runCommand: Command = {
   name: 'run',
@@ -26,29 +28,65 @@ did not answer in time.`,
   stopAtOperand: true,
   options: {
     any: { type: 'boolean', description: 'run on the least-loaded verified peer that offers APP' },
+    address: { type: 'string', value: 'HOST:PORT', description: 'where to reach PEER (a full fingerprint) when the pool does not list it; its key must match' },
+    'notify-errors': { type: 'boolean', description: 'also show errors as a desktop notification or dialog (for launchers started from a menu)' },
   },
-  async run({ args, paths, stderr }) {
-    let peer: string | undefined;
-    let app: string | undefined;
-    let rest: string[];
-    if (flag(args, 'any')) {
-      [app, ...rest] = args.operands;
-      if (app === undefined) throw new EbpError('USAGE', 'ebp run --any needs an APP');
-      const picked = (await callDaemon(paths.runtimeDir, 'pick', { app })) as { peer: string; name: string };
-      peer = picked.peer;
-      stderr.write(`ebp: running ${app} on ${picked.name}\n`);
-    } else {
-      [peer, app, ...rest] = args.operands;
-    }
-    if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run PEER APP [ARGS...]; see the peers with `ebp peers` and their apps with `ebp apps PEER`' });
-    const pty = localTerminal();
-    const launch = await launchOnPeer(paths, { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }) });
+  async run(context) {
+    if (!flag(context.args, 'notify-errors')) return runOnPeer(context);
+    // A menu launcher has no terminal: an error nobody sees is a launcher that "does nothing".
+    const { notifyError } = await import('../../launchers/notify.js');
+    const logFile = join(context.paths.stateDir, 'launcher-errors.log');
+    // What the peer says when it refuses the launch (not shared, denied...) comes on the
+    // session's stderr as "ebp: ..." lines: those are shown too when the launch fails.
+    let peerSays = '';
+    const watch = (remote: RemoteProcess): void => {
+      remote.stderr.on('data', (chunk: Buffer) => { peerSays = (peerSays + chunk.toString()).slice(-8192); });
+    };
     try {
-      const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined });
-      if (exit.kind === 'broken') stderr.write(`ebp: ${exit.message}\n`);
+      const status = await runOnPeer(context, { watch, onBroken: async (message) => { await notifyError('ebp: the app stopped', message, { logFile }); } });
+      const ebpLines = peerSays.split(/\r?\n/).filter((line) => /^(ebp: |  fix: )/.test(line));
+      if (status !== 0 && ebpLines.length > 0) await notifyError('ebp: the app did not run', ebpLines.join('\n'), { logFile });
       return status;
-    } finally {
-      launch.done();
+    } catch (error) {
+      const message = error instanceof EbpError ? `${error.message}${error.hint === undefined ? '' : `\n${error.hint}`}` : String(error);
+      await notifyError('ebp: cannot start the app', message, { logFile });
+      throw error;
     }
   },
 };
+
+interface RunHooks {
+  /** Sees the remote process before it is attached (extra listeners only). */
+  readonly watch?: (remote: RemoteProcess) => void;
+  readonly onBroken?: (message: string) => Promise<void>;
+}
+
+async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHooks = {}): Promise<number> {
+  let peer: string | undefined;
+  let app: string | undefined;
+  let rest: string[];
+  if (flag(args, 'any')) {
+    [app, ...rest] = args.operands;
+    if (app === undefined) throw new EbpError('USAGE', 'ebp run --any needs an APP');
+    const picked = (await callDaemon(paths.runtimeDir, 'pick', { app })) as { peer: string; name: string };
+    peer = picked.peer;
+    stderr.write(`ebp: running ${app} on ${picked.name}\n`);
+  } else {
+    [peer, app, ...rest] = args.operands;
+  }
+  if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run PEER APP [ARGS...]; see the peers with `ebp peers` and their apps with `ebp apps PEER`' });
+  const pty = localTerminal();
+  const address = stringOption(args, 'address');
+  const launch = await launchOnPeer(paths, { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }), ...(address === undefined ? {} : { address }) });
+  hooks.watch?.(launch.remote);
+  try {
+    const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined });
+    if (exit.kind === 'broken') {
+      stderr.write(`ebp: ${exit.message}\n`);
+      await hooks.onBroken?.(exit.message);
+    }
+    return status;
+  } finally {
+    launch.done();
+  }
+}
