@@ -16,8 +16,10 @@ export const FD = {
   ready: 6,
   /** The launcher in front of bwrap waits for a line here: its cgroup is joined. */
   launch: 7,
+  /** The SFTP stream of the person's files (files/stage.ts), when the launch has some. */
+  sftp: 8,
   /** First of the generated /etc files. */
-  firstData: 8,
+  firstData: 9,
 } as const;
 
 /**
@@ -98,6 +100,16 @@ export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): Bw
 
   for (const share of policy.shares) {
     add(share.readOnly ? '--ro-bind' : '--bind', share.source, share.target);
+  }
+
+  // The person's files: subpaths of the sshfs stage, which exists only in this sandbox's mount
+  // namespace. Targets are home-relative and validated (no `..`, no overlaps), so every bind
+  // lands inside the home and none hides another.
+  if (policy.remoteFiles !== undefined) {
+    const { stage, mounts } = policy.remoteFiles;
+    for (const mount of mounts) {
+      add(mount.readOnly ? '--ro-bind' : '--bind', `${stage}/${mount.source}`, `${SANDBOX_USER.home}/${mount.target}`);
+    }
   }
 
   // Nothing may create files next to the mounts: /, /etc and /run become read-only.
