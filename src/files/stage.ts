@@ -10,6 +10,7 @@
 // sandbox).
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { EbpError } from '../lib/errors.js';
 
 /** The descriptor the SFTP stream arrives on (a socketpair slot of the launcher spawn). */
@@ -125,4 +126,40 @@ export function removeStaleStages(stateDir: string): void {
     return;
   }
   for (const name of names) removeStage(join(root, name));
+}
+
+/** A file channel with requests in flight and no answer for this long is taken as dead. */
+export const SFTP_STALL_MS = 10_000;
+
+/**
+ * Joins sshfs's descriptor and the SFTP channel, and watches for a person's side that stops
+ * answering (gone without a TCP reset, or hostile). sshfs itself has no request timeout in
+ * passive mode: a silent peer would leave every file operation in the sandbox, bwrap's own
+ * binds included, blocked for ever. When requests have been sent and nothing came back for
+ * `stallMs`, both ends are cut: sshfs exits, the kernel aborts the FUSE connection, and file
+ * operations in the sandbox fail with ENOTCONN instead of hanging.
+ */
+export function joinSftp(local: Duplex, remote: Duplex, stallMs = SFTP_STALL_MS): void {
+  let waitingSince: number | undefined;
+  local.on('error', () => undefined);
+  remote.on('error', () => undefined);
+  local.on('data', () => {
+    waitingSince ??= Date.now();
+  });
+  remote.on('data', () => {
+    waitingSince = undefined;
+  });
+  const timer = setInterval(() => {
+    if (waitingSince !== undefined && Date.now() - waitingSince > stallMs) {
+      clearInterval(timer);
+      local.destroy();
+      remote.destroy();
+    }
+  }, Math.min(1000, stallMs));
+  timer.unref();
+  const stop = (): void => { clearInterval(timer); };
+  local.once('close', stop);
+  remote.once('close', stop);
+  local.pipe(remote);
+  remote.pipe(local);
 }

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { FILES_SETUP_EXIT, filesPrefix, filesTools, SFTP_FD } from '../files/stage.js';
+import { FILES_SETUP_EXIT, filesPrefix, filesTools, joinSftp, SFTP_FD } from '../files/stage.js';
 import { EbpError } from '../lib/errors.js';
 import { formatSize } from '../lib/units.js';
 import { buildBwrapArgs, FD, LAUNCHER_SHIM } from './bwrap-args.js';
@@ -142,12 +142,7 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
   const lastFd = FD.firstData + plan.dataFiles.length;
   const control = (fd: number): boolean => fd !== FD.sftp || options.sftp !== undefined;
   for (let fd = FD.seccomp; fd < lastFd; fd += 1) if (control(fd)) pipe(fd).on('error', () => undefined);
-  if (options.sftp !== undefined) {
-    const sftp = options.sftp;
-    sftp.on('error', () => undefined);
-    pipe(FD.sftp).pipe(sftp);
-    sftp.pipe(pipe(FD.sftp));
-  }
+  if (options.sftp !== undefined) joinSftp(pipe(FD.sftp) as unknown as Duplex, options.sftp);
   pipe(FD.seccomp).end(engine.seccomp);
   plan.dataFiles.forEach((content, index) => pipe(FD.firstData + index).end(content));
 
