@@ -25,11 +25,6 @@ export interface FilesLaunchSpec extends LaunchSpec {
 
 interface AppView { readonly id: string; readonly takesFiles?: string }
 
-/** Any argument naming an existing local file could be forwarded: worth asking what the app takes. */
-export function mayForward(args: readonly string[], files: readonly string[], shares: readonly string[]): boolean {
-  return files.length > 0 || shares.length > 0 || args.some((arg) => arg !== '' && !arg.startsWith('-'));
-}
-
 async function target(paths: StatePaths, peer: string): Promise<{ endpoint: Endpoint; expectedFingerprint?: string }> {
   try {
     const resolved = (await callDaemon(paths.runtimeDir, 'resolve', { peer })) as { host: string; port: number; expectedFingerprint?: string };
@@ -55,10 +50,10 @@ function findBwrap(): string {
 
 /**
  * Dials the peer, works out what to share (asking the peer whether the app takes files when an
- * argument names a local file), and launches. Returns undefined when in the end nothing is
- * shared: the caller then launches as usual.
+ * argument names a local file), and launches; when in the end nothing is shared, the launch is
+ * a plain one on this connection.
  */
-export async function launchWithFiles(paths: StatePaths, spec: FilesLaunchSpec): Promise<PeerLaunch | undefined> {
+export async function launchWithFiles(paths: StatePaths, spec: FilesLaunchSpec): Promise<PeerLaunch> {
   const [app, ...args] = spec.command;
   if (app === undefined) throw new EbpError('USAGE', 'no app named');
   const { connectTo } = await import('./peer-direct.js');

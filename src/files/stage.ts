@@ -8,6 +8,7 @@
 // disappears with the namespace however the session ends (no stale mounts, even after
 // kill -9 of the daemon: sshfs loses its SFTP stream, exits, and the namespace dies with the
 // sandbox).
+import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -83,21 +84,30 @@ export function filesPrefix(stage: string, tools: FilesTools): string[] {
   ];
 }
 
-/** Where the stages of one daemon live: `<state>/files`. */
-export function stagesRoot(stateDir: string): string {
-  return join(stateDir, 'files');
+/**
+ * Where the stages of one daemon live. A root daemon's sandboxes run as the sandbox user, who
+ * must reach its stage whatever the state folder's parents allow: those daemons use
+ * /run/ebp/stages-HASH (HASH names the state folder, so two daemons never share one). An
+ * ordinary user's daemon uses `<state>/stages`.
+ */
+export function stagesRoot(stateDir: string, privileged: boolean): string {
+  if (!privileged) return join(stateDir, 'stages');
+  return join(PRIVILEGED_RUN, `stages-${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`);
 }
+
+const PRIVILEGED_RUN = '/run/ebp';
 
 /**
  * A fresh empty stage for a session, owned by the user the sandbox runs as (it mounts there).
  * The parent folders are 0711: others may pass, nobody may list.
  */
 export function createStage(stateDir: string, id: string, owner: { uid: number; gid: number } | undefined): string {
-  const root = stagesRoot(stateDir);
+  const root = stagesRoot(stateDir, owner !== undefined);
+  if (owner !== undefined) {
+    mkdirSync(PRIVILEGED_RUN, { recursive: true, mode: 0o711 });
+    chmodSync(PRIVILEGED_RUN, 0o711);
+  }
   mkdirSync(root, { recursive: true, mode: 0o711 });
-  // The sandbox user must pass through the state folder to reach its stage (as for homes);
-  // nothing in it is readable by others.
-  if (owner !== undefined) chmodSync(stateDir, 0o711);
   const stage = join(root, id);
   mkdirSync(stage, { mode: 0o700 });
   if (owner !== undefined) chownSync(stage, owner.uid, owner.gid);
@@ -117,8 +127,8 @@ export function removeStage(stage: string): void {
 }
 
 /** Stages left by a daemon that was killed: empty folders, removed at start. */
-export function removeStaleStages(stateDir: string): void {
-  const root = stagesRoot(stateDir);
+export function removeStaleStages(stateDir: string, privileged: boolean): void {
+  const root = stagesRoot(stateDir, privileged);
   let names: string[];
   try {
     names = readdirSync(root);

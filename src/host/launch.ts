@@ -6,7 +6,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
-import { createStage, removeStage } from '../files/stage.js';
+import { createStage, removeStage, removeStaleStages } from '../files/stage.js';
 import type { FilesSpec } from '../files/spec.js';
 import { buildLaunchArgv, type Catalog, type SharedApp } from '../catalog/catalog.js';
 import { EbpError } from '../lib/errors.js';
@@ -89,6 +89,8 @@ export class LaunchService {
 
   constructor(host: HostServices) {
     this.#host = host;
+    // Stages left by a daemon that was killed (empty folders on the host's side).
+    removeStaleStages(host.stateDir, host.engine.identity.switchUser);
   }
 
   /** The app as shared, or APP_NOT_SHARED naming it. */

@@ -1,5 +1,6 @@
 // The policy → bwrap argv translation. Pure: no I/O, so that every mount and namespace decision
 // is unit-tested. The runner supplies the file descriptors listed in the returned plan.
+import { SFTP_FD } from '../files/stage.js';
 import { generateEtc, HOST_ETC_ALWAYS, HOST_ETC_NETWORK } from './etc.js';
 import type { HostLayout } from './host-layout.js';
 import { SANDBOX_USER, SMALL_TMPFS_SIZE, type SandboxPolicy } from './policy.js';
@@ -17,7 +18,7 @@ export const FD = {
   /** The launcher in front of bwrap waits for a line here: its cgroup is joined. */
   launch: 7,
   /** The SFTP stream of the person's files (files/stage.ts), when the launch has some. */
-  sftp: 8,
+  sftp: SFTP_FD,
   /** First of the generated /etc files. */
   firstData: 9,
 } as const;

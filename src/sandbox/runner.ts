@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
-import { FILES_SETUP_EXIT, filesPrefix, filesTools, joinSftp, SFTP_FD } from '../files/stage.js';
+import { FILES_SETUP_EXIT, filesPrefix, filesTools, joinSftp } from '../files/stage.js';
 import { EbpError } from '../lib/errors.js';
 import { formatSize } from '../lib/units.js';
 import { buildBwrapArgs, FD, LAUNCHER_SHIM } from './bwrap-args.js';
@@ -101,7 +101,6 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
   if ((policy.remoteFiles === undefined) !== (options.sftp === undefined)) {
     throw new EbpError('INTERNAL', 'remote files need an SFTP stream, and an SFTP stream needs remote files');
   }
-  if (SFTP_FD !== FD.sftp) throw new EbpError('INTERNAL', 'the SFTP descriptor numbers disagree');
   const files = policy.remoteFiles === undefined ? [] : filesPrefix(policy.remoteFiles.stage, filesTools());
   const dnsAddress = policy.network === 'nat' ? natAddresses(engine.natCidr).dns : undefined;
   const plan = buildBwrapArgs(

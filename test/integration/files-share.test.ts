@@ -8,6 +8,7 @@ import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, symlinkSync
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { stagesRoot } from '../../src/files/stage.js';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
 import {
   clientDir, ebpIn, hostConfig, poolCleanup, shown, STANDARD_APPS, startDaemon, startIn, tempDir, trustClient, waitUntil,
@@ -24,18 +25,19 @@ function hostFuseMounts(): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((line) => /fuse|sshfs/.test(line));
 }
 
-/** Every sshfs process still running on the machine that was started for a stage of `host`. */
+/** The stages (empty folders) a daemon has now. */
 function stagesOf(daemon: PoolDaemon): string[] {
-  const root = join(daemon.stateDir, 'files');
+  const root = stagesRoot(daemon.stateDir, IS_ROOT);
   return existsSync(root) ? readdirSync(root) : [];
 }
 
+/** The sshfs processes running for a daemon's stages. */
 function sshfsOf(daemon: PoolDaemon): number[] {
   const found: number[] = [];
   for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
     try {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      if (argv.some((word) => word.endsWith('sshfs')) && argv.some((word) => word.startsWith(join(daemon.stateDir, 'files')))) found.push(Number(pid));
+      if (argv.some((word) => word.endsWith('sshfs')) && argv.some((word) => word.startsWith(stagesRoot(daemon.stateDir, IS_ROOT)))) found.push(Number(pid));
     } catch {
       // gone
     }
@@ -166,6 +168,94 @@ describe('escapes', { skip: SKIP }, () => {
   });
 });
 
+/** Direct children of a process. */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+describe('a person\'s side that goes away', { skip: SKIP }, () => {
+  test('the file server gone: file operations in the sandbox fail within seconds, the app goes on', { timeout: 60_000 }, async () => {
+    const dir = tempDir('gone');
+    writeFileSync(join(dir, 'f.txt'), 'before\n');
+    const name = dir.split('/').pop() ?? '';
+    const script = `cd /home/ebp/Shared/${name}; cat f.txt; echo ready; read _; s=$(date +%s); cat f.txt 2>&1; echo "rc=$? in $(( $(date +%s) - s ))s"`;
+    const started = startIn(client, ['run', '--share', dir, host.endpoint, 'sh', '-c', script], { input: '' });
+    await started.waitFor(/ready/, 30_000);
+    // The jail (bwrap, then sftp-server) is the client's only child process.
+    const jails = childrenOf(started.child.pid ?? -1);
+    assert.equal(jails.length, 1, `one jail under the client: ${jails.join(',')}`);
+    process.kill(jails[0] ?? -1, 'SIGKILL');
+    await delay(500);
+    started.child.stdin?.end('go\n');
+    const result = await started.done;
+    assert.equal(result.code, 0, shown(result));
+    assert.match(result.stdout, /^before\nready\n/);
+    assert.match(result.stdout, /Transport endpoint is not connected|Input\/output error|Software caused connection abort/, shown(result));
+    assert.match(result.stdout, /rc=1 in [0-2]s/, shown(result));
+  });
+
+  test('a file channel that never answers fails the launch in seconds with a clear message', { timeout: 60_000 }, async () => {
+    const { connectTo } = await import('../../src/cli/peer-direct.js');
+    const connection = await connectTo({ stateDir: client, configDir: client, runtimeDir: join(client, 'run') }, { host: '127.0.0.1', port: host.port });
+    try {
+      await connection.exec('ebp:files abcdefghijklmnop0123');
+      const spec = JSON.stringify({ t: 'abcdefghijklmnop0123', m: [{ s: 's/0', d: 'Docs', ro: false }] });
+      const began = Date.now();
+      const remote = await connection.exec('echo never', { env: { EBP_FILES: spec } });
+      let err = '';
+      let out = '';
+      remote.stderr.on('data', (chunk: Buffer) => { err += chunk.toString(); });
+      remote.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+      remote.stdin.end();
+      const exit = await remote.exit;
+      assert.deepEqual(exit, { kind: 'code', code: 125 });
+      assert.equal(out, '');
+      assert.match(err, /the person's files could not be mounted/);
+      assert.ok(Date.now() - began < 20_000);
+      // And a launch naming a channel that is not open is refused.
+      const stray = await connection.exec('echo never', { env: { EBP_FILES: JSON.stringify({ t: 'zzzzzzzzzzzzzzzzzzzz', m: [{ s: 's/0', d: 'Docs' }] }) } });
+      let strayErr = '';
+      stray.stderr.on('data', (chunk: Buffer) => { strayErr += chunk.toString(); });
+      stray.stdout.resume();
+      stray.stdin.end();
+      assert.deepEqual(await stray.exit, { kind: 'code', code: 2 });
+      assert.match(strayErr, /file channel that is not open/);
+    } finally {
+      connection.close();
+    }
+    await waitUntil(() => sshfsOf(host).length === 0 && stagesOf(host).length === 0, 15_000, 'nothing left');
+  });
+
+  test('forged specs are refused before anything starts', { timeout: 60_000 }, async () => {
+    const { connectTo } = await import('../../src/cli/peer-direct.js');
+    const connection = await connectTo({ stateDir: client, configDir: client, runtimeDir: join(client, 'run') }, { host: '127.0.0.1', port: host.port });
+    const forged = [
+      { s: 's/0', d: '../../etc' }, { s: 's/0', d: '/etc' }, { s: 's/0', d: '' }, { s: 's/0', d: 'a/../..' },
+      { s: '../s/0', d: 'x' }, { s: 's/0/..', d: 'x' }, { s: 'f/0/..', d: 'x' }, { s: 's/00', d: 'x' }, { s: '/etc', d: 'x' },
+    ];
+    try {
+      for (const mount of forged) {
+        await connection.exec('ebp:files abcdefghijklmnop0123');
+        const remote = await connection.exec('echo never', { env: { EBP_FILES: JSON.stringify({ t: 'abcdefghijklmnop0123', m: [mount] }) } });
+        let out = '';
+        let err = '';
+        remote.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+        remote.stderr.on('data', (chunk: Buffer) => { err += chunk.toString(); });
+        remote.stdin.end();
+        assert.deepEqual(await remote.exit, { kind: 'code', code: 2 }, JSON.stringify(mount));
+        assert.equal(out, '');
+        assert.match(err, /invalid file sharing request/, JSON.stringify(mount));
+      }
+    } finally {
+      connection.close();
+    }
+  });
+});
+
 describe('sessions are apart, and nothing stays', { skip: SKIP }, () => {
   test('two sessions with different shares cannot see each other\'s', { timeout: 90_000 }, async () => {
     const one = tempDir('one');
@@ -175,10 +265,12 @@ describe('sessions are apart, and nothing stays', { skip: SKIP }, () => {
     const first = startIn(client, ['run', '--share', one, host.endpoint, 'sh', '-c', 'ls -R /home/ebp; echo ready; sleep 5']);
     await first.waitFor(/ready/, 30_000);
     const oneName = one.split('/').pop() ?? '';
-    const second = await ebpIn(client, ['run', '--share', two, host.endpoint, 'sh', '-c', `ls -R /home/ebp; cat /home/ebp/Shared/${oneName}/one.txt 2>&1; grep -c fuse /proc/self/mountinfo`]);
+    const second = await ebpIn(client, ['run', '--share', two, host.endpoint, 'sh', '-c', `ls -R /home/ebp; cat /home/ebp/Shared/${oneName}/one.txt 2>/dev/null || echo no-access; grep -c fuse /proc/self/mountinfo`]);
     assert.equal(second.code, 0, shown(second));
     assert.ok(!second.stdout.includes('one.txt'), shown(second));
     assert.match(second.stdout, /two\.txt/);
+    // Its own mount only (one line), and the first session's files are not reachable.
+    assert.match(second.stdout, /^no-access\n1\n$/m, shown(second));
     assert.ok(!first.stdout().includes('two.txt'));
     await first.done;
   });

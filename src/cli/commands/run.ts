@@ -61,10 +61,9 @@ did not answer in time.`,
     const spec = { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }) };
     // Files involved (named, or an argument that is a local file): this process dials the peer
     // itself and serves them (see files-launch.ts); otherwise the usual path.
-    const withFiles = shares.length > 0 || files.length > 0 || rest.some(isLocalFile)
+    const launch = shares.length > 0 || files.length > 0 || rest.some(isLocalFile)
       ? await (await import('../files-launch.js')).launchWithFiles(paths, { ...spec, shares, files })
-      : undefined;
-    const launch = withFiles ?? await launchOnPeer(paths, spec);
+      : await launchOnPeer(paths, spec);
     try {
       const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined });
       if (exit.kind === 'broken') stderr.write(`ebp: ${exit.message}\n`);
