@@ -122,6 +122,23 @@ describe('shared folders', { skip: SKIP }, () => {
   });
 });
 
+describe('with the local daemon running', { skip: SKIP }, () => {
+  test('a peer named by its name is resolved by the daemon, then dialled with its key pinned', { timeout: 60_000 }, async () => {
+    const relay = await startDaemon({ label: 'R', config: hostConfig({ name: 'rho', apps: [] }) });
+    await trustClient(host, relay.stateDir);
+    const added = await ebpIn(relay.stateDir, ['peers', 'add', host.endpoint]);
+    assert.equal(added.code, 0, shown(added));
+    await waitUntil(async () => (await ebpIn(relay.stateDir, ['peers'])).stdout.includes('alpha'), 20_000, 'the static peer known by name');
+    const dir = tempDir('relay');
+    writeFileSync(join(dir, 'r.txt'), 'through the name\n');
+    const name = dir.split('/').pop() ?? '';
+    const result = await ebpIn(relay.stateDir, ['run', '--share', `${dir}:ro`, 'alpha', 'sh', '-c', `cat /home/ebp/Shared/${name}/r.txt`]);
+    assert.equal(result.code, 0, shown(result));
+    assert.equal(result.stdout, 'through the name\n');
+    await relay.stop();
+  });
+});
+
 describe('escapes', { skip: SKIP }, () => {
   test('.., absolute paths, symlinks and hard links made by the app do not reach the person\'s other files', { timeout: 90_000 }, async () => {
     const top = tempDir('esc');
