@@ -4,22 +4,27 @@ import { loadOrCreateIdentity } from '../peer/identity.js';
 import { KnownHosts } from '../peer/known-hosts.js';
 import { loadConfig, defaultConfigFile } from '../config/load.js';
 import { joinShellWords } from '../transport/shell-words.js';
-import { connectPeer, parseEndpoint, type PeerConnection } from '../transport/ssh-client.js';
+import { connectPeer, parseEndpoint, type Endpoint, type PeerConnection } from '../transport/ssh-client.js';
 import { addressTarget } from '../peer/fallback.js';
 import { DEFAULT_PEER_PORT, type LaunchSpec, type PeerLaunch } from './peer-access.js';
 
 async function connect(paths: StatePaths, peer: string, address?: string): Promise<PeerConnection> {
+  if (address !== undefined) {
+    // A launcher's peer: its key at its last known address (no pool without the daemon).
+    const target = addressTarget(peer, address);
+    return connectTo(paths, { host: target.host, port: target.port }, target.expectedFingerprint);
+  }
+  return connectTo(paths, parseEndpoint(peer, DEFAULT_PEER_PORT));
+}
+
+/** Dials an endpoint with this machine's identity; `expectedFingerprint` pins the peer's key. */
+export async function connectTo(paths: StatePaths, endpoint: Endpoint, expectedFingerprint?: string): Promise<PeerConnection> {
   const [identity, knownHosts, config] = await Promise.all([
     loadOrCreateIdentity(paths.stateDir),
     KnownHosts.open(paths.stateDir),
     loadConfig(defaultConfigFile(paths.configDir)),
   ]);
-  if (address !== undefined) {
-    // A launcher's peer: its key at its last known address (no pool without the daemon).
-    const target = addressTarget(peer, address);
-    return connectPeer({ host: target.host, port: target.port }, { identity, knownHosts, username: config.name, ...(target.expectedFingerprint === undefined ? {} : { expectedFingerprint: target.expectedFingerprint }) });
-  }
-  return connectPeer(parseEndpoint(peer, DEFAULT_PEER_PORT), { identity, knownHosts, username: config.name });
+  return connectPeer(endpoint, { identity, knownHosts, username: config.name, ...(expectedFingerprint === undefined ? {} : { expectedFingerprint }) });
 }
 
 export async function launchDirect(paths: StatePaths, spec: LaunchSpec): Promise<PeerLaunch> {

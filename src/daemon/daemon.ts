@@ -241,7 +241,7 @@ export class Daemon {
       },
       'peers-remove': async (params: Record<string, unknown>) => staticPeers.remove(text(params, 'endpoint')),
       'peers-forget': async (params: Record<string, unknown>) => knownHosts.forget(text(params, 'endpoint')),
-      resolve: (params: Record<string, unknown>) => directory.resolve(text(params, 'peer')),
+      resolve: (params: Record<string, unknown>) => resolveWithFallback(text(params, 'peer'), typeof params['address'] === 'string' ? params['address'] : undefined, (peer) => directory.resolve(peer)),
       rename: (params: Record<string, unknown>) => {
         const wanted = text(params, 'name');
         const problem = displayNameProblem(wanted);

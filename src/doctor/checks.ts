@@ -2,6 +2,7 @@
 // it lacks. Each check runs the real thing where it can (bwrap in a user namespace, say).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { SFTP_SERVER } from '../files/exports.js';
 import { detectCgroups } from '../sandbox/cgroup/index.js';
 import { findProgram } from '../sandbox/engine.js';
 import { SANDBOX_HOST_USER, sandboxIdentity, type HostIdentity } from '../sandbox/privilege.js';
@@ -92,6 +93,14 @@ function checkTun(): CheckResult {
   }
 }
 
+function checkFuse(): CheckResult {
+  if (!existsSync('/dev/fuse')) return { name: 'fuse', ok: false, required: false, detail: 'no /dev/fuse: the person\'s folders cannot be mounted into sandboxes', fix: 'sudo modprobe fuse' };
+  const mode = statSync('/dev/fuse').mode & 0o777;
+  return (mode & 0o006) === 0o006
+    ? { name: 'fuse', ok: true, required: false, detail: `/dev/fuse mode 0${mode.toString(8)}` }
+    : { name: 'fuse', ok: false, required: false, detail: `/dev/fuse is 0${mode.toString(8)}: sshfs cannot open it as the sandbox user, so the person's files cannot be mounted`, fix: 'sudo chmod 0666 /dev/fuse (Debian\'s default; `sudo ebp setup` does it)' };
+}
+
 export async function runChecks(): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
@@ -110,10 +119,11 @@ export async function runChecks(): Promise<CheckResult[]> {
   results.push(await checkCgroups());
   results.push(checkProgram('slirp4netns', 'slirp4netns', 'sandboxes cannot get --net'));
   results.push(checkTun());
-  results.push(existsSync('/dev/fuse')
-    ? { name: 'fuse', ok: true, required: false, detail: '/dev/fuse present' }
-    : { name: 'fuse', ok: false, required: false, detail: 'no /dev/fuse: the person\'s folders cannot be mounted into sandboxes', fix: 'sudo modprobe fuse' });
+  results.push(checkFuse());
   results.push(checkProgram('sshfs', 'sshfs', 'the person\'s folders cannot be mounted into sandboxes'));
+  results.push(existsSync(SFTP_SERVER)
+    ? { name: 'sftp-server', ok: true, required: false, detail: `${SFTP_SERVER} (serves this person's files to the apps they run elsewhere)` }
+    : { name: 'sftp-server', ok: false, required: false, detail: `no ${SFTP_SERVER}: \`ebp run --share/--file\` cannot serve files from here`, fix: 'sudo apt-get install openssh-sftp-server' });
   results.push(checkProgram('Xvfb', 'xvfb', 'no virtual displays for tests and the browser path'));
   return results;
 }

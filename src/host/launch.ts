@@ -4,6 +4,10 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { createStage, removeStage, removeStaleStages } from '../files/stage.js';
+import type { FilesSpec } from '../files/spec.js';
 import { buildLaunchArgv, type Catalog, type SharedApp } from '../catalog/catalog.js';
 import { EbpError } from '../lib/errors.js';
 import { openPty, type Pty, type TerminalSize } from '../lib/pty.js';
@@ -12,6 +16,7 @@ import type { TrustStore } from '../peer/trust-store.js';
 import type { SandboxEngine } from '../sandbox/engine.js';
 import { buildPolicy } from '../sandbox/request.js';
 import { startSandbox, type SandboxExit, type SandboxHandle } from '../sandbox/runner.js';
+import type { SandboxPolicy } from '../sandbox/policy.js';
 import type { Approvals, PendingRequest } from './approvals.js';
 import type { Sessions } from './sessions.js';
 
@@ -32,6 +37,8 @@ export interface LaunchRequest {
   /** Client environment; only locale variables (and TERM with a terminal) pass. */
   readonly env: Readonly<Record<string, string>>;
   readonly terminal?: TerminalSize & { readonly term: string };
+  /** The person's files: a validated spec and the SFTP stream that serves them. */
+  readonly files?: { readonly spec: FilesSpec; readonly sftp: Duplex };
 }
 
 export interface LaunchHooks {
@@ -82,6 +89,8 @@ export class LaunchService {
 
   constructor(host: HostServices) {
     this.#host = host;
+    // Stages left by a daemon that was killed (empty folders on the host's side).
+    removeStaleStages(host.stateDir, host.engine.identity.switchUser);
   }
 
   /** The app as shared, or APP_NOT_SHARED naming it. */
@@ -152,14 +161,38 @@ export class LaunchService {
       ...(settings.persistentHome ? { homeDir: this.#homeFor(request.peer.fingerprint, app.id) } : {}),
     }, engine.identity);
 
+    // The person's files: an empty stage owned by the sandbox user, where the sandbox's own
+    // sshfs mounts them (in its private namespace); removed once the sandbox is gone.
+    const files = request.files;
+    const stage = files === undefined ? undefined : createStage(this.#host.stateDir, randomBytes(8).toString('hex'), engine.identity.switchUser ? engine.identity : undefined);
+    const filesPolicy = files === undefined || stage === undefined ? policy : { ...policy, remoteFiles: { stage, mounts: files.spec.mounts } };
+    const filesOptions = files === undefined ? {} : { sftp: files.sftp };
+    try {
+      return await this.#start(request, app, authorization, filesPolicy, filesOptions, hooks, stage);
+    } catch (error) {
+      if (stage !== undefined) removeStage(stage);
+      throw error;
+    }
+  }
+
+  async #start(
+    request: LaunchRequest,
+    app: SharedApp,
+    authorization: Authorization,
+    policy: SandboxPolicy,
+    filesOptions: { sftp?: Duplex },
+    hooks: LaunchHooks,
+    stage: string | undefined,
+  ): Promise<Session> {
+    const engine = this.#host.engine;
     let io: SessionIo = { kind: 'pipes' };
     let handle: SandboxHandle;
     if (request.terminal === undefined) {
-      handle = await startSandbox(policy, { engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
+      handle = await startSandbox(policy, { engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', ...filesOptions });
     } else {
       const pty = openPty(request.terminal);
       try {
-        handle = await startSandbox(policy, { engine, stdin: pty.slaveFd, stdout: pty.slaveFd, stderr: pty.slaveFd, terminal: true });
+        handle = await startSandbox(policy, { engine, stdin: pty.slaveFd, stdout: pty.slaveFd, stderr: pty.slaveFd, terminal: true, ...filesOptions });
       } finally {
         pty.closeSlave();
       }
@@ -174,6 +207,7 @@ export class LaunchService {
     // The client is gone: nobody reads the output any more, so the grace period is short.
     hooks.signal?.addEventListener('abort', () => void handle.stop(CLIENT_GONE_GRACE_MS), { once: true });
     const done = handle.exited.then(async (exit) => {
+      if (stage !== undefined) removeStage(stage);
       await this.#audit(request.peer, app, authorization, exit).catch(() => undefined);
       return exit;
     });

@@ -1,5 +1,6 @@
 // The policy → bwrap argv translation. Pure: no I/O, so that every mount and namespace decision
 // is unit-tested. The runner supplies the file descriptors listed in the returned plan.
+import { SFTP_FD } from '../files/stage.js';
 import { generateEtc, HOST_ETC_ALWAYS, HOST_ETC_NETWORK } from './etc.js';
 import type { HostLayout } from './host-layout.js';
 import { SANDBOX_USER, SMALL_TMPFS_SIZE, type SandboxPolicy } from './policy.js';
@@ -16,8 +17,10 @@ export const FD = {
   ready: 6,
   /** The launcher in front of bwrap waits for a line here: its cgroup is joined. */
   launch: 7,
+  /** The SFTP stream of the person's files (files/stage.ts), when the launch has some. */
+  sftp: SFTP_FD,
   /** First of the generated /etc files. */
-  firstData: 8,
+  firstData: 9,
 } as const;
 
 /**
@@ -98,6 +101,16 @@ export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): Bw
 
   for (const share of policy.shares) {
     add(share.readOnly ? '--ro-bind' : '--bind', share.source, share.target);
+  }
+
+  // The person's files: subpaths of the sshfs stage, which exists only in this sandbox's mount
+  // namespace. Targets are home-relative and validated (no `..`, no overlaps), so every bind
+  // lands inside the home and none hides another.
+  if (policy.remoteFiles !== undefined) {
+    const { stage, mounts } = policy.remoteFiles;
+    for (const mount of mounts) {
+      add(mount.readOnly ? '--ro-bind' : '--bind', `${stage}/${mount.source}`, `${SANDBOX_USER.home}/${mount.target}`);
+    }
   }
 
   // Nothing may create files next to the mounts: /, /etc and /run become read-only.

@@ -14,6 +14,16 @@ export interface Share {
   readonly readOnly: boolean;
 }
 
+/**
+ * The person's files, mounted by sshfs at `stage` (in the sandbox's own mount namespace, see
+ * files/stage.ts) and bound from there into the sandbox's home. Sources and targets were
+ * validated by files/spec.ts: relative, normalized, no `..`, no overlaps.
+ */
+export interface RemoteFiles {
+  readonly stage: string;
+  readonly mounts: readonly { readonly source: string; readonly target: string; readonly readOnly: boolean }[];
+}
+
 export type HomePolicy =
   | { readonly kind: 'ephemeral'; readonly sizeBytes: number }
   | { readonly kind: 'persistent'; readonly hostPath: string };
@@ -40,6 +50,8 @@ export interface SandboxPolicy {
   readonly hostname: string;
   /** Wall-clock limit; undefined = none. */
   readonly timeoutMs?: number;
+  /** The person's files over reverse SFTP; undefined = none. */
+  readonly remoteFiles?: RemoteFiles;
 }
 
 export const DEFAULT_LIMITS: ResourceLimits = {

@@ -4,7 +4,8 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
+import { FILES_SETUP_EXIT, filesPrefix, filesTools, joinSftp } from '../files/stage.js';
 import { EbpError } from '../lib/errors.js';
 import { formatSize } from '../lib/units.js';
 import { buildBwrapArgs, FD, LAUNCHER_SHIM } from './bwrap-args.js';
@@ -36,6 +37,8 @@ export interface StartOptions {
   readonly terminal?: boolean;
   /** Aborting stops the sandbox (SIGTERM, then SIGKILL after the grace period). */
   readonly signal?: AbortSignal;
+  /** The SFTP stream serving `policy.remoteFiles` (required with it). */
+  readonly sftp?: Duplex;
 }
 
 export interface SandboxHandle {
@@ -95,6 +98,10 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
       hint: 'install it (sudo apt-get install slirp4netns) or run without --net',
     });
   }
+  if ((policy.remoteFiles === undefined) !== (options.sftp === undefined)) {
+    throw new EbpError('INTERNAL', 'remote files need an SFTP stream, and an SFTP stream needs remote files');
+  }
+  const files = policy.remoteFiles === undefined ? [] : filesPrefix(policy.remoteFiles.stage, filesTools());
   const dnsAddress = policy.network === 'nat' ? natAddresses(engine.natCidr).dns : undefined;
   const plan = buildBwrapArgs(
     policy.command[0] !== undefined && options.terminal === true
@@ -111,9 +118,12 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
   const stdio: StdioOptions = [
     options.stdin ?? 'inherit', options.stdout ?? 'inherit', options.stderr ?? 'inherit',
     'pipe', 'pipe', 'pipe', 'pipe', 'pipe',
+    options.sftp === undefined ? 'ignore' : 'pipe',
     ...plan.dataFiles.map(() => 'pipe' as const),
   ];
-  const bwrapArgv = [...rlimitPrefix(engine, policy), engine.bwrap, ...plan.args];
+  // Order matters: the launcher joins the cgroup, then the files prefix makes its namespaces
+  // and mounts, then bwrap; everything of the launch is in the cgroup.
+  const bwrapArgv = [...rlimitPrefix(engine, policy), ...files, engine.bwrap, ...plan.args];
   let child: ChildProcess;
   try {
     child = spawn('/bin/sh', ['-c', LAUNCHER_SHIM, 'ebp-launch', ...bwrapArgv], {
@@ -129,7 +139,9 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
 
   const pipe = (fd: number): Readable & Writable => child.stdio[fd] as Readable & Writable;
   const lastFd = FD.firstData + plan.dataFiles.length;
-  for (let fd = FD.seccomp; fd < lastFd; fd += 1) pipe(fd).on('error', () => undefined);
+  const control = (fd: number): boolean => fd !== FD.sftp || options.sftp !== undefined;
+  for (let fd = FD.seccomp; fd < lastFd; fd += 1) if (control(fd)) pipe(fd).on('error', () => undefined);
+  if (options.sftp !== undefined) joinSftp(pipe(FD.sftp) as unknown as Duplex, options.sftp);
   pipe(FD.seccomp).end(engine.seccomp);
   plan.dataFiles.forEach((content, index) => pipe(FD.firstData + index).end(content));
 
@@ -209,7 +221,9 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
     child.once('exit', () => {
       // Our ends of the control descriptors: nothing reads them to EOF, so end them here or
       // 'close' (which waits for every stdio stream) never comes.
-      for (let fd = FD.seccomp; fd < lastFd; fd += 1) pipe(fd).destroy();
+      // The SFTP stream too: the sandbox is gone, so is every user of its mount; sshfs gets EOF
+      // and exits (the cgroup kill catches it otherwise).
+      for (let fd = FD.seccomp; fd < lastFd; fd += 1) if (control(fd)) pipe(fd).destroy();
     });
     child.once('close', (code, signal) => {
       void (async () => {
@@ -234,7 +248,8 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
         const base = lastStats === undefined ? { durationMs } : { durationMs, stats: lastStats };
         const raw = code ?? (signal === null ? 1 : 128 + (signalNumber(signal) ?? 9));
         if (spawnError !== undefined || !ready) {
-          const why = setupError ?? (spawnError === undefined ? `bwrap exited with status ${raw} before the command started (see its message above)` : `cannot run bwrap: ${spawnError.message}`);
+          const filesFailed = policy.remoteFiles !== undefined && raw === FILES_SETUP_EXIT && spawnError === undefined;
+          const why = setupError ?? (filesFailed ? 'the person\'s files could not be mounted (the file channel from their side failed or was closed)' : undefined) ?? (spawnError === undefined ? `bwrap exited with status ${raw} before the command started (see its message above)` : `cannot run bwrap: ${spawnError.message}`);
           resolve({ ...base, code: SETUP_EXIT, reason: 'setup-failed', message: `the sandbox could not be set up: ${why}` });
         } else if (timedOut) {
           resolve({ ...base, code: TIMEOUT_EXIT, reason: 'timeout', message: `timed out after ${policy.timeoutMs ?? 0} ms; the sandbox was killed` });

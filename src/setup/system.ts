@@ -14,6 +14,8 @@ export interface SetupReport {
   readonly stateDirs: readonly string[];
   /** What was done about /dev/net/tun, which slirp4netns opens as the sandbox user. */
   readonly tun: string;
+  /** What was done about /dev/fuse, which sshfs opens as the sandbox user (the person's files). */
+  readonly fuse: string;
 }
 
 /**
@@ -22,15 +24,30 @@ export interface SetupReport {
  * nothing else); some minimal images leave it 0600. We restore the distribution default.
  */
 function ensureTunDevice(): string {
+  return ensureWorldDevice(TUN, 'sandboxes cannot get --net');
+}
+
+/**
+ * sshfs (the person's files) opens /dev/fuse as the sandbox user inside the sandbox's own user
+ * namespace. Debian ships it 0666: the kernel only lets a user namespace's owner mount FUSE in
+ * a mount namespace it owns, so the mode grants nothing beyond that. Some images leave it 0600.
+ */
+function ensureFuseDevice(): string {
+  return ensureWorldDevice(FUSE, 'the person\'s files cannot be mounted into sandboxes');
+}
+
+function ensureWorldDevice(path: string, without: string): string {
   try {
-    const mode = statSync(TUN).mode & 0o777;
-    if (mode === 0o666) return `${TUN} already 0666`;
-    chmodSync(TUN, 0o666);
-    return `${TUN} set to 0666 (was 0${mode.toString(8)})`;
+    const mode = statSync(path).mode & 0o777;
+    if (mode === 0o666) return `${path} already 0666`;
+    chmodSync(path, 0o666);
+    return `${path} set to 0666 (was 0${mode.toString(8)})`;
   } catch (error) {
-    return `${TUN} not usable (${errnoCode(error) ?? String(error)}): sandboxes cannot get --net`;
+    return `${path} not usable (${errnoCode(error) ?? String(error)}): ${without}`;
   }
 }
+
+export const FUSE = '/dev/fuse';
 
 export const TUN = '/dev/net/tun';
 
@@ -59,8 +76,9 @@ export async function setupSystem(paths: StatePaths): Promise<SetupReport> {
     cgroupProblem = error instanceof Error ? error.message : String(error);
   }
   const tun = ensureTunDevice();
+  const fuse = ensureFuseDevice();
   const stateDirs = [paths.stateDir, paths.runtimeDir];
   for (const dir of stateDirs) mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const report: SetupReport = { user: { name: SANDBOX_HOST_USER, uid: user.uid, gid: user.gid, created }, cgroupDirs, stateDirs, tun };
+  const report: SetupReport = { user: { name: SANDBOX_HOST_USER, uid: user.uid, gid: user.gid, created }, cgroupDirs, stateDirs, tun, fuse };
   return cgroupProblem === undefined ? report : { ...report, cgroupProblem };
 }

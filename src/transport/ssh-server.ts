@@ -7,6 +7,7 @@ import { EbpError } from '../lib/errors.js';
 import { fingerprintOf } from '../peer/keys.js';
 import type { LaunchService, PeerIdentity, Session } from '../host/launch.js';
 import { splitShellWords } from './shell-words.js';
+import { FILES_ENV, filesChannelToken, MAX_SPEC_BYTES, parseFilesSpec, type FilesSpec } from '../files/spec.js';
 
 const { Server, utils } = ssh2;
 
@@ -32,6 +33,16 @@ export interface PeerQueries {
 const SIGNALS = new Set(['INT', 'TERM', 'HUP', 'QUIT', 'KILL', 'USR1', 'USR2', 'ALRM', 'CONT', 'STOP', 'TSTP', 'WINCH']);
 const MAX_SESSIONS_PER_CONNECTION = 16;
 const MAX_ENV = 32;
+/** Open `ebp:files` channels a connection may hold before a launch claims them. */
+const MAX_PARKED_FILES = 4;
+/** An `ebp:files` channel no launch claimed within this is closed. */
+const PARKED_FILES_MS = 60_000;
+
+/**
+ * SFTP channels of one connection (`ebp:files TOKEN`) waiting for the launch that names them.
+ * Per connection, so that no other peer can claim one by guessing its token.
+ */
+type ParkedFiles = Map<string, ServerChannel>;
 
 /**
  * Answers a channel request. ssh2 passes no accept/reject function when the client asked for
@@ -95,6 +106,7 @@ export class SshServer {
     const log = this.#options.log;
     let peer: PeerIdentity | undefined;
     let sessions = 0;
+    const parked: ParkedFiles = new Map();
     this.#connections.add(client);
     client.on('error', (error) => { log('connection-error', { ip, error: error.message }); });
     client.on('close', () => this.#connections.delete(client));
@@ -138,14 +150,14 @@ export class SshServer {
         }
         sessions += 1;
         const session = accept();
-        this.#onSession(session, who, () => {
+        this.#onSession(session, who, parked, () => {
           sessions -= 1;
         });
       });
     });
   }
 
-  #onSession(ssh: SshSession, peer: PeerIdentity, onEnd: () => void): void {
+  #onSession(ssh: SshSession, peer: PeerIdentity, parked: ParkedFiles, onEnd: () => void): void {
     // RFC 4254 allows signal and window-change requests after the client's EOF (its stdin ended);
     // ssh2 refuses every request once it saw EOF. Keep answering until the channel closes.
     ssh.on('eof', () => {
@@ -153,6 +165,7 @@ export class SshServer {
     });
     let pty: PseudoTtyInfo | undefined;
     const env: Record<string, string> = {};
+    let filesText: string | undefined;
     let running: Session | undefined;
     let started = false;
 
@@ -165,6 +178,15 @@ export class SshServer {
       reply(accept);
     });
     ssh.on('env', (accept, reject, info) => {
+      if (info.key === FILES_ENV) {
+        if (filesText !== undefined || Buffer.byteLength(info.val) > MAX_SPEC_BYTES) {
+          reply(reject);
+          return;
+        }
+        filesText = info.val;
+        reply(accept);
+        return;
+      }
       const ok = (info.key === 'LANG' || /^LC_[A-Z]+$/.test(info.key)) && /^[A-Za-z0-9_.@:+-]{1,64}$/.test(info.val) && Object.keys(env).length < MAX_ENV;
       if (!ok) {
         reply(reject);
@@ -197,21 +219,66 @@ export class SshServer {
       if (started) return;
       started = true;
       const channel = accept();
-      void this.#exec(channel, info.command, peer, env, pty, (session) => {
+      const token = filesChannelToken(info.command);
+      if (token !== undefined) {
+        this.#park(channel, token, parked, onEnd);
+        return;
+      }
+      void this.#exec(channel, info.command, { peer, env, pty, filesText, parked }, (session) => {
         running = session;
       }).finally(onEnd);
     });
   }
 
+  /**
+   * Keeps an `ebp:files` channel until the launch naming its token claims it; closed when
+   * unclaimed for PARKED_FILES_MS, or when too many are open.
+   */
+  #park(channel: ServerChannel, token: string, parked: ParkedFiles, onEnd: () => void): void {
+    channel.on('error', () => undefined);
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timer);
+      if (parked.get(token) === channel) parked.delete(token);
+      onEnd();
+    };
+    const timer = setTimeout(() => {
+      if (parked.get(token) === channel) channel.close();
+    }, PARKED_FILES_MS);
+    timer.unref();
+    channel.once('close', end);
+    if (parked.has(token) || parked.size >= MAX_PARKED_FILES) {
+      channel.stderr.write('ebp: refused: too many open file channels, or the token is in use\n');
+      channel.exit(1);
+      channel.end();
+      return;
+    }
+    parked.set(token, channel);
+  }
+
+  /** The launch's files: the validated spec and the channel it names (claimed, so used once). */
+  #claimFiles(text: string | undefined, parked: ParkedFiles): { spec: FilesSpec; sftp: ServerChannel } | undefined {
+    if (text === undefined) return undefined;
+    const spec = parseFilesSpec(text);
+    const sftp = parked.get(spec.token);
+    if (sftp === undefined) {
+      throw new EbpError('USAGE', 'the launch names a file channel that is not open on this connection', { hint: 'the ebp client opens it first; update the client' });
+    }
+    parked.delete(spec.token);
+    return { spec, sftp };
+  }
+
   async #exec(
     channel: ServerChannel,
     command: string,
-    peer: PeerIdentity,
-    env: Record<string, string>,
-    pty: PseudoTtyInfo | undefined,
+    context: { peer: PeerIdentity; env: Record<string, string>; pty: PseudoTtyInfo | undefined; filesText: string | undefined; parked: ParkedFiles },
     onStarted: (session: Session) => void,
   ): Promise<void> {
+    const { peer, env, pty } = context;
     const log = this.#options.log;
+    let files: { spec: FilesSpec; sftp: ServerChannel } | undefined;
     const abort = new AbortController();
     channel.on('close', () => { abort.abort(); });
     channel.on('error', () => { abort.abort(); });
@@ -224,9 +291,11 @@ export class SshServer {
         await this.#query(channel, appId, args);
         return;
       }
+      files = this.#claimFiles(context.filesText, context.parked);
       const session = await this.#options.launch.launch(
         {
           peer, appId, args, env,
+          ...(files === undefined ? {} : { files }),
           ...(pty === undefined ? {} : { terminal: { term: pty.term.slice(0, 64) || 'xterm', cols: pty.cols, rows: pty.rows } }),
         },
         {
@@ -259,6 +328,10 @@ export class SshServer {
         channel.exit(ebpError.exitStatus === 0 ? 1 : ebpError.exitStatus);
         channel.end();
       }
+    } finally {
+      // The files channel lives exactly as long as the launch: closing it ends the person's
+      // sftp-server, and sshfs (if still there) sees EOF.
+      files?.sftp.close();
     }
   }
 
@@ -285,11 +358,12 @@ export class SshServer {
     const ends: Promise<void>[] = [];
     if (stdout !== null) {
       stdout.pipe(channel, { end: false });
-      ends.push(new Promise((resolve) => stdout.once('close', resolve)));
+      // A launch that failed at once may have closed its output before we got here.
+      ends.push(stdout.closed ? Promise.resolve() : new Promise((resolve) => stdout.once('close', resolve)));
     }
     if (stderr !== null) {
       stderr.pipe(channel.stderr, { end: false });
-      ends.push(new Promise((resolve) => stderr.once('close', resolve)));
+      ends.push(stderr.closed ? Promise.resolve() : new Promise((resolve) => stderr.once('close', resolve)));
     }
     await Promise.all(ends);
   }

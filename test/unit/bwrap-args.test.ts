@@ -128,3 +128,30 @@ test('the environment is an allow-list', () => {
   assert.equal(env['PATH'], '/usr/local/bin:/usr/bin:/bin');
   assert.equal(env['HOME'], '/home/ebp');
 });
+
+test('the person\'s files: each mount binds a subpath of the stage into the home, :ro read-only, before / goes read-only', () => {
+  const remoteFiles = {
+    stage: '/run/ebp/stages-x/abc',
+    mounts: [
+      { source: 's/0', target: 'Documents', readOnly: false },
+      { source: 's/1', target: 'Shared/photos', readOnly: true },
+      { source: 'f/0/report.odt', target: 'Files/report.odt', readOnly: false },
+    ],
+  };
+  const { args } = buildBwrapArgs(policy({ remoteFiles }), { layout: merged });
+  assert.ok(hasSequence(args, '--bind', '/run/ebp/stages-x/abc/s/0', '/home/ebp/Documents'));
+  assert.ok(hasSequence(args, '--ro-bind', '/run/ebp/stages-x/abc/s/1', '/home/ebp/Shared/photos'));
+  assert.ok(hasSequence(args, '--bind', '/run/ebp/stages-x/abc/f/0/report.odt', '/home/ebp/Files/report.odt'));
+  const home = args.indexOf('/home/ebp');
+  const lastBind = args.indexOf('/home/ebp/Files/report.odt');
+  assert.ok(home < lastBind, 'after the home is made');
+  assert.ok(lastBind < args.lastIndexOf('--remount-ro'), 'before / is made read-only');
+  // The stage itself is never bound: only its subpaths.
+  assert.ok(!args.includes('/run/ebp/stages-x/abc'));
+  // Without files nothing of it appears.
+  assert.ok(!buildBwrapArgs(policy(), { layout: merged }).args.some((arg) => arg.includes('stages')));
+});
+
+test('the data files start after the SFTP descriptor', () => {
+  assert.ok(hasSequence(buildBwrapArgs(policy(), { layout: merged }).args, '--ro-bind-data', String(FD.firstData)));
+});

@@ -4,20 +4,32 @@ import { attach, localTerminal } from '../attach.js';
 import { join } from 'node:path';
 import type { Command, CommandContext } from '../command.js';
 import { callDaemon } from '../../control/client.js';
-import { flag, stringOption } from '../args.js';
+import { statSync } from 'node:fs';
+import { flag, listOption, stringOption } from '../args.js';
 import { launchOnPeer, localeEnv } from '../peer-access.js';
 import type { RemoteProcess } from '../../transport/remote-process.js';
 
 export const runCommand: Command = {
   name: 'run',
   summary: 'run an app on a peer, here in this terminal',
-  usage: 'ebp run PEER APP [ARGS...] | ebp run --any APP [ARGS...]',
+  usage: 'ebp run [--share DIR[:ro]]... [--file PATH]... PEER APP [ARGS...] | ebp run --any APP [ARGS...]',
   description: `
 Runs APP on PEER in a fresh sandbox there. PEER is a display name, a fingerprint prefix or
 HOST:PORT (names need the local daemon, which knows the pool). With --any, the least-loaded
 verified peer that offers APP runs it. With a terminal, the app gets a terminal
 of its own on the peer, connected to this one (raw mode, resizes); otherwise stdin, stdout and
 stderr are plain streams. Arguments are passed as data: the peer never gives them to a shell.
+
+The person's files: for an app that opens files (its Exec has %f %F %u or %U), each argument
+that names a local file is forwarded: the app sees it inside its sandbox (the argument is
+rewritten to that path) and can read and save it in place; nothing else is exposed. --file PATH
+forwards a file for any app (PATH is rewritten where it appears among the arguments, added at
+the end otherwise). --share DIR exposes a whole folder, live: the app works on the files as they
+are here, and its changes land here at once. A folder in your home appears at the same place in
+the sandbox's home (~/Documents -> /home/ebp/Documents), any other under ~/Shared/NAME. Add :ro
+to make it read-only. The files are served from here by OpenSSH's sftp-server, jailed with
+bubblewrap so that it reaches only what you named; on the peer they are mounted only inside
+that one sandbox, and unmounted when it ends.
 
 When the local daemon runs, the launch goes through its open connection to the peer (no new
 handshake). On first contact the peer's key is remembered; a changed key is refused.
@@ -30,6 +42,8 @@ did not answer in time.`,
     any: { type: 'boolean', description: 'run on the least-loaded verified peer that offers APP' },
     address: { type: 'string', value: 'HOST:PORT', description: 'where to reach PEER (a full fingerprint) when the pool does not list it; its key must match' },
     'notify-errors': { type: 'boolean', description: 'also show errors as a desktop notification or dialog (for launchers started from a menu)' },
+    share: { type: 'string', value: 'DIR[:ro]', multiple: true, description: 'expose a local folder to the app, live (read-only with :ro)' },
+    file: { type: 'string', value: 'PATH[:ro]', multiple: true, description: 'forward a local file to the app (its argument is rewritten)' },
   },
   async run(context) {
     if (!flag(context.args, 'notify-errors')) return runOnPeer(context);
@@ -77,7 +91,14 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
   if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run PEER APP [ARGS...]; see the peers with `ebp peers` and their apps with `ebp apps PEER`' });
   const pty = localTerminal();
   const address = stringOption(args, 'address');
-  const launch = await launchOnPeer(paths, { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }), ...(address === undefined ? {} : { address }) });
+  const shares = listOption(args, 'share');
+  const files = listOption(args, 'file');
+  const spec = { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }), ...(address === undefined ? {} : { address }) };
+  // Files involved (named, or an argument that is a local file): this process dials the peer
+  // itself and serves them (see files-launch.ts); otherwise the usual path.
+  const launch = shares.length > 0 || files.length > 0 || rest.some(isLocalFile)
+    ? await (await import('../files-launch.js')).launchWithFiles(paths, { ...spec, shares, files })
+    : await launchOnPeer(paths, spec);
   hooks.watch?.(launch.remote);
   try {
     const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined });
@@ -88,5 +109,14 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
     return status;
   } finally {
     launch.done();
+  }
+}
+
+function isLocalFile(arg: string): boolean {
+  if (arg === '' || arg.startsWith('-')) return false;
+  try {
+    return statSync(arg).isFile();
+  } catch {
+    return false;
   }
 }

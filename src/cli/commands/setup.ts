@@ -66,6 +66,7 @@ systemd runs here; otherwise ebp prints the commands to run. --dry-run prints th
     for (const dir of report.cgroupDirs) stdout.write(`cgroup directory ${dir}\n`);
     if (report.cgroupProblem !== undefined) stdout.write(`cgroups not prepared: ${report.cgroupProblem}\n`);
     stdout.write(`${report.tun}\n`);
+    stdout.write(`${report.fuse}\n`);
     for (const dir of report.stateDirs) stdout.write(`state folder ${dir}\n`);
     return 0;
   },
