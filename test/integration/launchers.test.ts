@@ -267,9 +267,8 @@ describe('ebp install / installed / uninstall', { skip: SKIP }, () => {
     }
   });
 
-  // TODO(needs file forwarding): enable once the `files` branch is merged: `ebp run PEER APP FILE`
-  // then forwards local files, so the remote app reads this file and its edit lands here.
-  test('"Open with": the Exec line with a local text file opens it in the remote app and the edit lands locally', { timeout: 120_000, skip: 'needs file forwarding' }, async () => {
+  // `ebp run PEER APP FILE` forwards local files: the remote app reads this one, its edit lands here.
+  test('"Open with": the Exec line with a local text file opens it in the remote app and the edit lands locally', { timeout: 120_000 }, async () => {
     const dataHome = tempDir('data');
     await ebpOk(direct, ['install', host.endpoint, 'edit'], { env: baseEnv({ XDG_DATA_HOME: dataHome }) });
     const [file] = launcherFiles(dataHome);
