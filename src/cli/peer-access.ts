@@ -3,6 +3,7 @@
 import type { StatePaths } from '../config/paths.js';
 import { callDaemon, connectControl, controlSocketPath, readAnswer, throwIfError } from '../control/client.js';
 import { framedProcess } from '../control/frames.js';
+import type { LocalDisplay } from '../display/x11-local.js';
 import { EbpError } from '../lib/errors.js';
 import type { RemoteProcess } from '../transport/remote-process.js';
 
@@ -19,6 +20,8 @@ export interface LaunchSpec {
   readonly command: readonly string[];
   readonly pty?: { readonly term: string; readonly cols: number; readonly rows: number };
   readonly env: Readonly<Record<string, string>>;
+  /** Forward X11 to this display; the daemon path hands it to the daemon, which relays it. */
+  readonly x11?: LocalDisplay;
 }
 
 export function localeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {

@@ -18,7 +18,7 @@ async function connect(paths: StatePaths, peer: string): Promise<PeerConnection>
 
 export async function launchDirect(paths: StatePaths, spec: LaunchSpec): Promise<PeerLaunch> {
   const connection = await connect(paths, spec.peer);
-  const remote = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env });
+  const remote = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env, ...(spec.x11 === undefined ? {} : { x11: spec.x11 }) });
   return {
     remote,
     done: () => {

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildLaunchArgv, type Catalog, type SharedApp } from '../catalog/catalog.js';
+import { openSandboxDisplay, type SandboxDisplay, type X11Forwarding } from '../display/x11-host.js';
 import { EbpError } from '../lib/errors.js';
 import { openPty, type Pty, type TerminalSize } from '../lib/pty.js';
 import type { AuditLog } from '../peer/audit.js';
@@ -32,6 +33,8 @@ export interface LaunchRequest {
   /** Client environment; only locale variables (and TERM with a terminal) pass. */
   readonly env: Readonly<Record<string, string>>;
   readonly terminal?: TerminalSize & { readonly term: string };
+  /** The client asked for X11 forwarding: the sandbox gets a display of its own. */
+  readonly x11?: X11Forwarding;
 }
 
 export interface LaunchHooks {
@@ -138,10 +141,24 @@ export class LaunchService {
     const authorization = await this.authorize(request.peer, app, hooks);
     if (hooks.signal?.aborted === true) throw new EbpError('SESSION_BROKEN', 'the client went away before the launch');
     const engine = this.#host.engine;
-    const settings = app.settings;
     const env: Record<string, string> = {};
     for (const [key, value] of Object.entries(request.env)) if (key === 'LANG' || key.startsWith('LC_')) env[key] = value;
     if (request.terminal !== undefined) env['TERM'] = request.terminal.term;
+    const display = request.x11 === undefined ? undefined : await openSandboxDisplay(request.x11, { baseDir: this.#displayDir(), identity: engine.identity });
+    try {
+      return await this.#start(request, { app, authorization, env, display, hooks });
+    } catch (error) {
+      display?.close();
+      throw error;
+    }
+  }
+
+  async #start(
+    request: LaunchRequest,
+    { app, authorization, env, display, hooks }: { app: SharedApp; authorization: Authorization; env: Record<string, string>; display: SandboxDisplay | undefined; hooks: LaunchHooks },
+  ): Promise<Session> {
+    const engine = this.#host.engine;
+    const settings = app.settings;
     const policy = buildPolicy({
       command: buildLaunchArgv(app, request.args),
       network: settings.network,
@@ -150,6 +167,7 @@ export class LaunchService {
       pids: settings.pids,
       env,
       ...(settings.persistentHome ? { homeDir: this.#homeFor(request.peer.fingerprint, app.id) } : {}),
+      ...(display === undefined ? {} : { x11: display.mount }),
     }, engine.identity);
 
     let io: SessionIo = { kind: 'pipes' };
@@ -173,11 +191,19 @@ export class LaunchService {
     });
     // The client is gone: nobody reads the output any more, so the grace period is short.
     hooks.signal?.addEventListener('abort', () => void handle.stop(CLIENT_GONE_GRACE_MS), { once: true });
+    // The app is gone: its X connections close with it, so that its windows go away at once.
+    if (display !== undefined) void handle.ended.then(() => { display.close(); });
     const done = handle.exited.then(async (exit) => {
       await this.#audit(request.peer, app, authorization, exit).catch(() => undefined);
       return exit;
     });
     return { id, app, handle, io, done };
+  }
+
+  /** Per-launch X11 display folders; the sandbox user must pass through the state folder. */
+  #displayDir(): string {
+    if (this.#host.engine.identity.switchUser) chmodSync(this.#host.stateDir, 0o711);
+    return join(this.#host.stateDir, 'display');
   }
 
   /** Per peer and app, so that two peers never share a home and one app's files stay its own. */

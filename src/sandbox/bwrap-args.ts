@@ -2,7 +2,7 @@
 // is unit-tested. The runner supplies the file descriptors listed in the returned plan.
 import { generateEtc, HOST_ETC_ALWAYS, HOST_ETC_NETWORK } from './etc.js';
 import type { HostLayout } from './host-layout.js';
-import { SANDBOX_USER, SMALL_TMPFS_SIZE, type SandboxPolicy } from './policy.js';
+import { SANDBOX_USER, SANDBOX_X11, SMALL_TMPFS_SIZE, type SandboxPolicy } from './policy.js';
 
 /** Fixed descriptor numbers in bwrap's fd table (the runner's stdio array). */
 export const FD = {
@@ -98,6 +98,13 @@ export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): Bw
 
   for (const share of policy.shares) {
     add(share.readOnly ? '--ro-bind' : '--bind', share.source, share.target);
+  }
+
+  // A forwarded display: only its own socket folder and fake cookie, read-only (the socket is
+  // still connectable: a read-only mount forbids writing files, not connecting to sockets).
+  if (policy.x11 !== undefined) {
+    add('--ro-bind', policy.x11.socketDir, SANDBOX_X11.socketDir);
+    add('--ro-bind', policy.x11.authFile, SANDBOX_X11.authFile);
   }
 
   // Nothing may create files next to the mounts: /, /etc and /run become read-only.

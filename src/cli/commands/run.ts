@@ -5,6 +5,21 @@ import type { Command } from '../command.js';
 import { callDaemon } from '../../control/client.js';
 import { flag } from '../args.js';
 import { launchOnPeer, localeEnv } from '../peer-access.js';
+import type { ParsedArgs } from '../args.js';
+import type { LocalDisplay } from '../../display/x11-local.js';
+
+/** The display to forward, with its cookie made; undefined without DISPLAY or with --no-x11. */
+async function x11For(args: ParsedArgs, stderr: NodeJS.WriteStream): Promise<LocalDisplay | undefined> {
+  const display = process.env['DISPLAY'];
+  if (flag(args, 'no-x11') || display === undefined || display === '') return undefined;
+  const trusted = flag(args, 'trusted-x11');
+  if (trusted) {
+    stderr.write('ebp: warning: --trusted-x11 gives the app full access to your display: it can read the whole screen and every window, log your keystrokes, and type or click into your other windows\n');
+  }
+  // Loaded only when there is a display: a launch without windows does not pay for it.
+  const { prepareLocalDisplay } = await import('../../display/x11-local.js');
+  return prepareLocalDisplay({ display, trusted });
+}
 
 export const runCommand: Command = {
   name: 'run',
@@ -20,12 +35,19 @@ stderr are plain streams. Arguments are passed as data: the peer never gives the
 When the local daemon runs, the launch goes through its open connection to the peer (no new
 handshake). On first contact the peer's key is remembered; a changed key is refused.
 
+Windows: when DISPLAY is set, the app's windows appear on this display (X11 forwarding, also
+through the daemon). The app gets an untrusted cookie (X SECURITY extension, like ssh -X): it
+cannot read the screen or other windows, nor send keys or clicks to them. --trusted-x11 lifts
+that; --no-x11 forwards nothing.
+
 Exit status: the app's own; 128+N when it was killed by signal N; 255 when the peer cannot be
 reached or the session breaks (the message says which); 1 when the owner denied the launch or
 did not answer in time.`,
   stopAtOperand: true,
   options: {
     any: { type: 'boolean', description: 'run on the least-loaded verified peer that offers APP' },
+    'no-x11': { type: 'boolean', description: 'do not forward X11 (no windows), even with DISPLAY set' },
+    'trusted-x11': { type: 'boolean', description: 'forward X11 with full access to this display (screen capture, input to other windows)' },
   },
   async run({ args, paths, stderr }) {
     let peer: string | undefined;
@@ -42,7 +64,8 @@ did not answer in time.`,
     }
     if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run PEER APP [ARGS...]; see the peers with `ebp peers` and their apps with `ebp apps PEER`' });
     const pty = localTerminal();
-    const launch = await launchOnPeer(paths, { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }) });
+    const x11 = await x11For(args, stderr);
+    const launch = await launchOnPeer(paths, { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }), ...(x11 === undefined ? {} : { x11 }) });
     try {
       const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined });
       if (exit.kind === 'broken') stderr.write(`ebp: ${exit.message}\n`);
