@@ -56,13 +56,13 @@ export function parseDisplay(text: string): DisplayAddress {
   const number = Number(match[1]);
   const screen = Number(match[2] ?? 0);
   if (host.endsWith(':')) throw bad('is a DECnet or IPv6 address, which is not supported');
+  if (X11_TCP_BASE + number > 65535) throw bad('has a display number that is too large');
   let socket: DisplaySocket;
   if (host === '' || host === 'unix' || host.endsWith('/unix') || host.startsWith('unix/')) {
     socket = { kind: 'unix', path: `${X11_SOCKET_DIR}/X${number}` };
   } else {
     const name = host.startsWith('tcp/') ? host.slice(4) : host;
     if (!HOST_NAME.test(name)) throw bad('names a host that is not a plain name or address');
-    if (X11_TCP_BASE + number > 65535) throw bad('has a display number too large for TCP');
     socket = { kind: 'tcp', host: name, port: X11_TCP_BASE + number };
   }
   return { text, number, screen, socket };
