@@ -79,14 +79,6 @@ async function freePort(): Promise<number> {
   });
 }
 
-function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 async function waitText(read: () => string, pattern: RegExp, what: string, timeoutMs = 15_000): Promise<RegExpExecArray> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
@@ -199,17 +191,16 @@ class Fixture {
     return { ...process.env, DISPLAY: `:${this.display}`, XAUTHORITY: this.path('Xauthority') };
   }
 
-  start(name: string, argv: readonly string[], env?: NodeJS.ProcessEnv): { child: ChildProcess; err: string } {
-    const err = this.path(`${name}.log`);
+  /** A child that dies with this process; its stderr is kept (the last 64 KiB) for waitText. */
+  start(argv: readonly string[], env?: NodeJS.ProcessEnv): { child: ChildProcess; err: () => string } {
     const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...argv], { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env });
     let text = '';
     child.stderr.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      writeFileSync(err, text);
+      text = (text + chunk.toString()).slice(-65536);
     });
     child.on('error', () => undefined);
     this.children.push(child);
-    return { child, err };
+    return { child, err: () => text };
   }
 
   ebpArgs(state: string, ...args: string[]): string[] {
@@ -255,7 +246,7 @@ async function startXvfb(fixture: Fixture): Promise<void> {
     if (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) continue;
     fixture.display = n;
     must(['xauth', '-q', '-f', auth, 'add', `:${n}`, 'MIT-MAGIC-COOKIE-1', fixture.cookie.toString('hex')], 'xauth add');
-    fixture.start('xvfb', ['Xvfb', `:${n}`, '-auth', auth, '-nolisten', 'tcp', '-noreset', '-br', '-screen', '0', '1024x768x24']);
+    fixture.start(['Xvfb', `:${n}`, '-auth', auth, '-nolisten', 'tcp', '-noreset', '-br', '-screen', '0', '1024x768x24']);
     for (let i = 0; i < 100; i += 1) {
       if (existsSync(`/tmp/.X11-unix/X${n}`) && run(['xdpyinfo'], fixture.env, 5000).status === 0) return;
       await delay(50);
@@ -294,24 +285,26 @@ async function startSshd(fixture: Fixture): Promise<void> {
     'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PrintMotd no', 'PrintLastLog no',
     'X11Forwarding yes', 'X11UseLocalhost yes', 'X11DisplayOffset 10', 'XAuthLocation /usr/bin/xauth', '',
   ].join('\n'));
-  const sshd = fixture.start('sshd', ['/usr/sbin/sshd', '-D', '-e', '-f', fixture.path('sshd_config')]);
-  await waitText(() => readText(sshd.err), /Server listening on/, 'sshd');
+  const sshd = fixture.start(['/usr/sbin/sshd', '-D', '-e', '-f', fixture.path('sshd_config')]);
+  await waitText(sshd.err, /Server listening on/, 'sshd');
 }
 
 async function startEbp(fixture: Fixture): Promise<void> {
   writeFileSync(fixture.path('host.toml'), [
     '[ui]', 'enabled = false', '[discovery]', 'enabled = false', '[approval]', 'policy = "trusted-only"',
     '[[extra_apps]]', 'id = "xeyes"', 'name = "xeyes"', 'exec = "xeyes"',
-    '[[extra_apps]]', 'id = "x11perf"', 'name = "x11perf"', 'exec = "x11perf"', '',
+    '[[extra_apps]]', 'id = "x11perf"', 'name = "x11perf"', 'exec = "x11perf"',
+    '[[extra_apps]]', 'id = "true"', 'name = "true"', 'exec = "true"', '',
   ].join('\n'));
   writeFileSync(fixture.path('client.toml'), '[ui]\nenabled = false\n[discovery]\nenabled = false\n');
   const key = must(fixture.ebpArgs('B', 'id', '--public-key'), 'ebp id').trim();
   must(fixture.ebpArgs('A', 'trust', '--key', key), 'ebp trust');
-  const hostA = fixture.start('daemon-A', fixture.ebpArgs('A', 'up', '--port', '0', '--listen', HOST, '--config', fixture.path('host.toml')));
-  fixture.peerPort = Number((await waitText(() => readText(hostA.err), /on port (\d+)|port=(\d+)/, 'daemon A'))[0].replace(/\D+/g, ''));
-  const clientB = fixture.start('daemon-B', fixture.ebpArgs('B', 'up', '--port', '0', '--listen', HOST, '--config', fixture.path('client.toml')));
-  await waitText(() => readText(clientB.err), /daemon-started/, 'daemon B');
-  must(fixture.ebpArgs('B', 'run', '--no-x11', `${HOST}:${fixture.peerPort}`, 'xeyes', '-help'), 'first ebp run');
+  const hostA = fixture.start(fixture.ebpArgs('A', 'up', '--port', '0', '--listen', HOST, '--config', fixture.path('host.toml')));
+  fixture.peerPort = Number((await waitText(hostA.err, /on port (\d+)|port=(\d+)/, 'daemon A'))[0].replace(/\D+/g, ''));
+  const clientB = fixture.start(fixture.ebpArgs('B', 'up', '--port', '0', '--listen', HOST, '--config', fixture.path('client.toml')));
+  await waitText(clientB.err, /daemon-started/, 'daemon B');
+  // First contact through B's daemon: it learns A's key and opens its pooled connection.
+  must(fixture.ebpArgs('B', 'run', '--no-x11', `${HOST}:${fixture.peerPort}`, 'true'), 'first ebp run');
   mkdirSync(fixture.path('B2'), { mode: 0o700 });
   cpSync(fixture.path('B', 'identity'), fixture.path('B2', 'identity'), { recursive: true });
   cpSync(fixture.path('B', 'known-peers.json'), fixture.path('B2', 'known-peers.json'));
