@@ -2,7 +2,7 @@
 // run on this machine, each reported as a ratio against its anchor. Markdown table on stdout, all
 // figures in bench/results/latest.json (latest-PARTS.json with --only). As root, sandboxes run as
 // the ebp-sandbox user (ebp setup is run first; it is idempotent).
-// PARTS: a comma list of spawn, cli, memory, cold, launch; `sandbox` is the first four.
+// PARTS: a comma list of spawn, cli, memory, cold, launch, x11; `sandbox` is the first four.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -15,12 +15,13 @@ import { benchMemory, type MemoryResult } from './memory.js';
 import { benchSpawn, type SpawnResult } from './spawn.js';
 import { round, summarize, type Summary } from './stats.js';
 import { machineInfo } from './system.js';
+import { benchX11, X11_TARGETS, x11Detail, x11SummaryRows, type X11BenchResult } from './x11.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-const TARGETS = { spawn: 1.25, cli: 1.3, memoryMiB: 5, launch: LAUNCH_TARGETS } as const;
+const TARGETS = { spawn: 1.25, cli: 1.3, memoryMiB: 5, launch: LAUNCH_TARGETS, x11: X11_TARGETS } as const;
 
-const PARTS = ['spawn', 'cli', 'memory', 'cold', 'launch'] as const;
+const PARTS = ['spawn', 'cli', 'memory', 'cold', 'launch', 'x11'] as const;
 type Part = (typeof PARTS)[number];
 const SANDBOX_PARTS: readonly Part[] = ['spawn', 'cli', 'memory', 'cold'];
 
@@ -45,7 +46,7 @@ interface Settings {
   };
 }
 
-const USAGE = 'usage: node dist/bench/run.js [--quick] [--only spawn,cli,memory,cold,launch|sandbox|pool]\n';
+const USAGE = 'usage: node dist/bench/run.js [--quick] [--only spawn,cli,memory,cold,launch,x11|sandbox|pool]\n';
 
 function parseParts(text: string): Set<Part> {
   const parts = new Set<Part>();
@@ -136,6 +137,7 @@ interface Results {
   readonly memory?: MemoryResult;
   readonly cold?: ColdResult;
   readonly launch?: LaunchResult;
+  readonly x11?: X11BenchResult;
 }
 
 function table(results: Results): string {
@@ -143,11 +145,12 @@ function table(results: Results): string {
   const row = (...cells: string[]): void => { lines.push(`| ${cells.join(' | ')} |`); };
   lines.push('| Benchmark | ebp | anchor | ratio | target | |');
   lines.push('|---|---|---|---|---|---|');
-  const { spawn, cli, memory, cold, launch } = results;
+  const { spawn, cli, memory, cold, launch, x11 } = results;
   if (spawn !== undefined) summarySpawn(spawn, row);
   if (cli !== undefined) summaryCli(cli, row);
   if (memory !== undefined) summaryMemory(memory, row);
   if (launch !== undefined) for (const cells of launchSummaryRows(launch)) row(...cells);
+  if (x11 !== undefined) for (const cells of x11SummaryRows(x11)) row(...cells);
   if (cli !== undefined) detailCli(cli, lines);
   if (spawn !== undefined) detailSpawn(spawn, lines);
   if (cold !== undefined) {
@@ -158,6 +161,10 @@ function table(results: Results): string {
   if (launch !== undefined) {
     lines.push('');
     lines.push(launchDetail(launch));
+  }
+  if (x11 !== undefined) {
+    lines.push('');
+    lines.push(x11Detail(x11));
   }
   return lines.join('\n');
 }
@@ -307,6 +314,10 @@ async function main(): Promise<void> {
   if (wants('launch')) {
     results.launch = await benchLaunch({ root: ROOT, log, ...options.launch });
     log(`launch benchmarks done in ${results.launch.durationS} s`);
+  }
+  if (wants('x11')) {
+    results.x11 = await benchX11({ root: ROOT, runs: options.quick ? 10 : 25, log });
+    log(`x11 benchmarks done in ${results.x11.durationS} s`);
   }
 
   const output = table(results);

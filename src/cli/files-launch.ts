@@ -76,7 +76,7 @@ export async function launchWithFiles(paths: StatePaths, spec: FilesLaunchSpec):
     }
     const plan: FilesPlan = planFiles({ shares: spec.shares, files: spec.files, args, autoFiles, home: homedir(), cwd: process.cwd() });
     const command = [app, ...plan.args];
-    const base = { ...(spec.pty === undefined ? {} : { pty: spec.pty }) };
+    const base = { ...(spec.pty === undefined ? {} : { pty: spec.pty }), ...(spec.x11 === undefined ? {} : { x11: spec.x11 }) };
     if (plan.mounts.length === 0) {
       const remote = await connection.exec(joinShellWords(command), { ...base, env: spec.env });
       return { remote, done: () => { connection.close(); } };

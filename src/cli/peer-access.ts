@@ -3,6 +3,7 @@
 import type { StatePaths } from '../config/paths.js';
 import { callDaemon, connectControl, controlSocketPath, readAnswer, throwIfError } from '../control/client.js';
 import { framedProcess } from '../control/frames.js';
+import type { LocalDisplay } from '../display/x11-local.js';
 import { EbpError } from '../lib/errors.js';
 import type { RemoteProcess } from '../transport/remote-process.js';
 
@@ -21,6 +22,8 @@ export interface LaunchSpec {
   readonly env: Readonly<Record<string, string>>;
   /** HOST:PORT to use when PEER (then a full fingerprint) is not in the pool; the key is enforced. */
   readonly address?: string;
+  /** Forward X11 to this display; the daemon path hands it to the daemon, which relays it. */
+  readonly x11?: LocalDisplay;
 }
 
 export function localeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {

@@ -29,7 +29,7 @@ export async function connectTo(paths: StatePaths, endpoint: Endpoint, expectedF
 
 export async function launchDirect(paths: StatePaths, spec: LaunchSpec): Promise<PeerLaunch> {
   const connection = await connect(paths, spec.peer, spec.address);
-  const remote = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env });
+  const remote = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env, ...(spec.x11 === undefined ? {} : { x11: spec.x11 }) });
   return {
     remote,
     done: () => {

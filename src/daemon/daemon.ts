@@ -9,6 +9,7 @@ import type { StatePaths } from '../config/paths.js';
 import { controlSocketPath } from '../control/client.js';
 import { relayToProcess } from '../control/frames.js';
 import { ControlServer } from '../control/server.js';
+import { validateLocalDisplay } from '../display/x11-local.js';
 import { Approvals, type Decision } from '../host/approvals.js';
 import { LaunchService } from '../host/launch.js';
 import { Sessions } from '../host/sessions.js';
@@ -298,9 +299,12 @@ export class Daemon {
         }
         const pty = params['pty'] as { term: string; cols: number; rows: number } | undefined;
         const env = (params['env'] ?? {}) as Record<string, string>;
+        // X11: the CLI made the (untrusted) cookie; this daemon connects the launch's X channels
+        // to that display, so warm launches stay warm.
+        const x11 = params['x11'] === undefined ? undefined : validateLocalDisplay(params['x11']);
         const address = params['address'];
         const { connection, target } = await connect(text(params, 'peer'), typeof address === 'string' ? address : undefined);
-        const remote = await connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env });
+        const remote = await connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env, ...(x11 === undefined ? {} : { x11 }) });
         const where = target.view?.name ?? endpointText(connection.endpoint);
         socket.write(`${JSON.stringify({ ok: true, result: { peer: where, fingerprint: connection.fingerprint } })}\n`);
         socket.resume();

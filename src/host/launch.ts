@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createStage, removeStage, removeStaleStages } from '../files/stage.js';
 import type { FilesSpec } from '../files/spec.js';
 import { buildLaunchArgv, type Catalog, type SharedApp } from '../catalog/catalog.js';
+import { openSandboxDisplay, type SandboxDisplay, type X11Forwarding } from '../display/x11-host.js';
 import { EbpError } from '../lib/errors.js';
 import { openPty, type Pty, type TerminalSize } from '../lib/pty.js';
 import type { AuditLog } from '../peer/audit.js';
@@ -39,6 +40,8 @@ export interface LaunchRequest {
   readonly terminal?: TerminalSize & { readonly term: string };
   /** The person's files: a validated spec and the SFTP stream that serves them. */
   readonly files?: { readonly spec: FilesSpec; readonly sftp: Duplex };
+  /** The client asked for X11 forwarding: the sandbox gets a display of its own. */
+  readonly x11?: X11Forwarding;
 }
 
 export interface LaunchHooks {
@@ -151,25 +154,28 @@ export class LaunchService {
     const env: Record<string, string> = {};
     for (const [key, value] of Object.entries(request.env)) if (key === 'LANG' || key.startsWith('LC_')) env[key] = value;
     if (request.terminal !== undefined) env['TERM'] = request.terminal.term;
-    const policy = buildPolicy({
-      command: buildLaunchArgv(app, request.args),
-      network: settings.network,
-      memoryBytes: settings.memoryBytes,
-      cpus: settings.cpus,
-      pids: settings.pids,
-      env,
-      ...(settings.persistentHome ? { homeDir: this.#homeFor(request.peer.fingerprint, app.id) } : {}),
-    }, engine.identity);
-
-    // The person's files: an empty stage owned by the sandbox user, where the sandbox's own
-    // sshfs mounts them (in its private namespace); removed once the sandbox is gone.
-    const files = request.files;
-    const stage = files === undefined ? undefined : createStage(this.#host.stateDir, randomBytes(8).toString('hex'), engine.identity.switchUser ? engine.identity : undefined);
-    const filesPolicy = files === undefined || stage === undefined ? policy : { ...policy, remoteFiles: { stage, mounts: files.spec.mounts } };
-    const filesOptions = files === undefined ? {} : { sftp: files.sftp };
+    let display: SandboxDisplay | undefined;
+    let stage: string | undefined;
     try {
-      return await this.#start(request, app, authorization, filesPolicy, filesOptions, hooks, stage);
+      display = request.x11 === undefined ? undefined : await openSandboxDisplay(request.x11, { baseDir: this.#displayDir(), identity: engine.identity });
+      // The person's files: an empty stage owned by the sandbox user, where the sandbox's own
+      // sshfs mounts them (in its private namespace); removed once the sandbox is gone.
+      const files = request.files;
+      stage = files === undefined ? undefined : createStage(this.#host.stateDir, randomBytes(8).toString('hex'), engine.identity.switchUser ? engine.identity : undefined);
+      const policy = buildPolicy({
+        command: buildLaunchArgv(app, request.args),
+        network: settings.network,
+        memoryBytes: settings.memoryBytes,
+        cpus: settings.cpus,
+        pids: settings.pids,
+        env,
+        ...(settings.persistentHome ? { homeDir: this.#homeFor(request.peer.fingerprint, app.id) } : {}),
+        ...(display === undefined ? {} : { x11: display.mount }),
+      }, engine.identity);
+      const filesPolicy = files === undefined || stage === undefined ? policy : { ...policy, remoteFiles: { stage, mounts: files.spec.mounts } };
+      return await this.#start(request, { app, authorization, policy: filesPolicy, sftp: files?.sftp, display, stage, hooks });
     } catch (error) {
+      display?.close();
       if (stage !== undefined) removeStage(stage);
       throw error;
     }
@@ -177,14 +183,13 @@ export class LaunchService {
 
   async #start(
     request: LaunchRequest,
-    app: SharedApp,
-    authorization: Authorization,
-    policy: SandboxPolicy,
-    filesOptions: { sftp?: Duplex },
-    hooks: LaunchHooks,
-    stage: string | undefined,
+    { app, authorization, policy, sftp, display, stage, hooks }: {
+      app: SharedApp; authorization: Authorization; policy: SandboxPolicy; sftp: Duplex | undefined;
+      display: SandboxDisplay | undefined; stage: string | undefined; hooks: LaunchHooks;
+    },
   ): Promise<Session> {
     const engine = this.#host.engine;
+    const filesOptions = sftp === undefined ? {} : { sftp };
     let io: SessionIo = { kind: 'pipes' };
     let handle: SandboxHandle;
     if (request.terminal === undefined) {
@@ -206,12 +211,20 @@ export class LaunchService {
     });
     // The client is gone: nobody reads the output any more, so the grace period is short.
     hooks.signal?.addEventListener('abort', () => void handle.stop(CLIENT_GONE_GRACE_MS), { once: true });
+    // The app is gone: its X connections close with it, so that its windows go away at once.
+    if (display !== undefined) void handle.ended.then(() => { display.close(); });
     const done = handle.exited.then(async (exit) => {
       if (stage !== undefined) removeStage(stage);
       await this.#audit(request.peer, app, authorization, exit).catch(() => undefined);
       return exit;
     });
     return { id, app, handle, io, done };
+  }
+
+  /** Per-launch X11 display folders; the sandbox user must pass through the state folder. */
+  #displayDir(): string {
+    if (this.#host.engine.identity.switchUser) chmodSync(this.#host.stateDir, 0o711);
+    return join(this.#host.stateDir, 'display');
   }
 
   /** Per peer and app, so that two peers never share a home and one app's files stay its own. */

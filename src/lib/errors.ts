@@ -26,7 +26,9 @@ export type ErrorCode =
   | 'SESSION_BROKEN'
   | 'APPROVAL_DENIED'
   | 'APPROVAL_TIMEOUT'
-  | 'DAEMON_NOT_RUNNING';
+  | 'DAEMON_NOT_RUNNING'
+  // The person's X display (X11 forwarding).
+  | 'DISPLAY_UNAVAILABLE';
 
 interface StatusRow {
   /** Exit status of the `ebp` command. */
@@ -61,6 +63,7 @@ export const STATUS: Readonly<Record<ErrorCode, StatusRow>> = {
   APPROVAL_DENIED: { exit: 1, http: 403 },
   APPROVAL_TIMEOUT: { exit: 1, http: 408 },
   DAEMON_NOT_RUNNING: { exit: 1, http: 503 },
+  DISPLAY_UNAVAILABLE: { exit: 1, http: 502 },
 };
 
 export class EbpError extends Error {

@@ -3,7 +3,7 @@
 import { SFTP_FD } from '../files/stage.js';
 import { generateEtc, HOST_ETC_ALWAYS, HOST_ETC_NETWORK } from './etc.js';
 import type { HostLayout } from './host-layout.js';
-import { SANDBOX_USER, SMALL_TMPFS_SIZE, type SandboxPolicy } from './policy.js';
+import { SANDBOX_USER, SANDBOX_X11, SMALL_TMPFS_SIZE, type SandboxPolicy } from './policy.js';
 
 /** Fixed descriptor numbers in bwrap's fd table (the runner's stdio array). */
 export const FD = {
@@ -111,6 +111,13 @@ export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): Bw
     for (const mount of mounts) {
       add(mount.readOnly ? '--ro-bind' : '--bind', `${stage}/${mount.source}`, `${SANDBOX_USER.home}/${mount.target}`);
     }
+  }
+
+  // A forwarded display: only its own socket folder and fake cookie, read-only (the socket is
+  // still connectable: a read-only mount forbids writing files, not connecting to sockets).
+  if (policy.x11 !== undefined) {
+    add('--ro-bind', policy.x11.socketDir, SANDBOX_X11.socketDir);
+    add('--ro-bind', policy.x11.authFile, SANDBOX_X11.authFile);
   }
 
   // Nothing may create files next to the mounts: /, /etc and /run become read-only.

@@ -30,6 +30,19 @@ export type HomePolicy =
 
 export type NetworkPolicy = 'none' | 'nat';
 
+/**
+ * A forwarded X11 display (src/display/): a host folder holding only the listening socket X0,
+ * bound as /tmp/.X11-unix, and an Xauthority file with a fake cookie, bound read-only.
+ */
+export interface X11Mount {
+  readonly socketDir: string;
+  readonly authFile: string;
+  readonly screen: number;
+}
+
+/** Where a forwarded display appears inside the sandbox. */
+export const SANDBOX_X11 = { socketDir: '/tmp/.X11-unix', authFile: `/run/user/${SANDBOX_USER.uid}/Xauthority`, display: 0 } as const;
+
 export interface ResourceLimits {
   readonly memoryBytes: number;
   readonly pids: number;
@@ -52,6 +65,8 @@ export interface SandboxPolicy {
   readonly timeoutMs?: number;
   /** The person's files over reverse SFTP; undefined = none. */
   readonly remoteFiles?: RemoteFiles;
+  /** A forwarded X11 display; undefined = none (no X server is reachable at all). */
+  readonly x11?: X11Mount;
 }
 
 export const DEFAULT_LIMITS: ResourceLimits = {
@@ -90,4 +105,12 @@ export function cleanEnvironment(input: Readonly<Record<string, string | undefin
   env['XDG_RUNTIME_DIR'] = `/run/user/${SANDBOX_USER.uid}`;
   env['SHELL'] = '/bin/sh';
   return env;
+}
+
+/** DISPLAY and XAUTHORITY for a sandbox with a forwarded display: set by us, never passed in. */
+export function x11Environment(mount: X11Mount): Record<string, string> {
+  return {
+    DISPLAY: mount.screen === 0 ? `:${SANDBOX_X11.display}` : `:${SANDBOX_X11.display}.${mount.screen}`,
+    XAUTHORITY: SANDBOX_X11.authFile,
+  };
 }

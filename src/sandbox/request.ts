@@ -13,6 +13,8 @@ import {
   type HomePolicy,
   type SandboxPolicy,
   type Share,
+  type X11Mount,
+  x11Environment,
 } from './policy.js';
 import type { HostIdentity } from './privilege.js';
 
@@ -31,6 +33,8 @@ export interface SandboxRequest {
   readonly timeoutMs?: number;
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly hostname?: string;
+  /** A forwarded X11 display (made by src/display/); adds DISPLAY and XAUTHORITY. */
+  readonly x11?: X11Mount;
 }
 
 /** Paths inside the sandbox that a share may never cover: the system the sandbox is built on. */
@@ -196,8 +200,9 @@ export function buildPolicy(request: SandboxRequest, identity: HostIdentity): Sa
     home,
     tmpSizeBytes: request.tmpSizeBytes ?? DEFAULT_TMP_SIZE,
     shares,
-    env: cleanEnvironment(request.env ?? {}),
+    env: request.x11 === undefined ? cleanEnvironment(request.env ?? {}) : { ...cleanEnvironment(request.env ?? {}), ...x11Environment(request.x11) },
     hostname,
+    ...(request.x11 === undefined ? {} : { x11: request.x11 }),
   };
   return request.timeoutMs === undefined ? base : { ...base, timeoutMs: request.timeoutMs };
 }

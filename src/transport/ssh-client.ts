@@ -3,6 +3,9 @@
 import { connect as netConnect } from 'node:net';
 import ssh2, { type ClientChannel, type PseudoTtyOptions } from 'ssh2';
 import { channelProcess, type RemoteProcess } from './remote-process.js';
+import { MIT_COOKIE } from '../display/x11-auth.js';
+import { X11Forwarder } from '../display/x11-client.js';
+import type { LocalDisplay } from '../display/x11-local.js';
 import { EbpError } from '../lib/errors.js';
 import type { Identity } from '../peer/identity.js';
 import { hostKeyChanged, type KnownHosts } from '../peer/known-hosts.js';
@@ -34,6 +37,8 @@ export function parseEndpoint(text: string, defaultPort: number): Endpoint {
 export interface ExecOptions {
   readonly pty?: { readonly term: string; readonly cols: number; readonly rows: number };
   readonly env?: Readonly<Record<string, string>>;
+  /** Forward the app's X11 connections to this display (src/display/x11-client.ts). */
+  readonly x11?: LocalDisplay;
 }
 
 export interface PeerConnection {
@@ -113,18 +118,38 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
     });
     client.once('close', () => { resolve(lastError); });
   });
+  // X11 channels of every launch on this connection arrive here; the fake cookie in each
+  // connection's setup tells which launch (and so which display) it belongs to.
+  let x11: X11Forwarder | undefined;
+  const forwarder = (): X11Forwarder => {
+    if (x11 === undefined) {
+      const made = new X11Forwarder();
+      client.on('x11', (_info, accept) => { made.accept(accept()); });
+      void closed.then(() => { made.close(); });
+      x11 = made;
+    }
+    return x11;
+  };
   const exec = (command: string, execOptions: ExecOptions = {}): Promise<RemoteProcess> =>
     new Promise((resolve, reject) => {
       const pty: PseudoTtyOptions | undefined = execOptions.pty === undefined ? undefined : { term: execOptions.pty.term, cols: execOptions.pty.cols, rows: execOptions.pty.rows };
+      const display = execOptions.x11 === undefined ? undefined : forwarder().register(execOptions.x11);
       const callback = (error: Error | undefined, channel: ClientChannel): void => {
         // The exit status can arrive in the same read as the reply to the exec request: watch
         // for it here, before any await, or a quick refusal would look like a broken session.
-        if (error !== undefined) reject(new EbpError('SESSION_BROKEN', `${text} refused the session: ${error.message}`, { cause: error }));
-        else resolve(channelProcess(channel, text));
+        if (error !== undefined) {
+          display?.close();
+          reject(new EbpError('SESSION_BROKEN', `${text} refused the session: ${error.message}`, { cause: error }));
+          return;
+        }
+        // The launch is over: its windows go with it, even if the peer never closes them.
+        if (display !== undefined) channel.once('close', () => { display.close(); });
+        resolve(channelProcess(channel, text));
       };
       const env = execOptions.env ?? {};
-      if (pty === undefined) client.exec(command, { env }, callback);
-      else client.exec(command, { env, pty }, callback);
+      const x11Options = display === undefined ? {} : { x11: { single: false, protocol: MIT_COOKIE, cookie: display.fakeCookie, screen: display.screen } };
+      if (pty === undefined) client.exec(command, { env, ...x11Options }, callback);
+      else client.exec(command, { env, pty, ...x11Options }, callback);
     });
   return {
     endpoint,

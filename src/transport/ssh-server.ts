@@ -2,7 +2,9 @@
 // request names an app and its arguments, which become a launch in a fresh sandbox. Works with
 // ebp's own client and with OpenSSH's `ssh -p PORT HOST APP`.
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import ssh2, { type AuthContext, type Connection, type PseudoTtyInfo, type ServerChannel, type Session as SshSession } from 'ssh2';
+import { parseX11Request, type X11Forwarding, type X11Request } from '../display/x11-host.js';
 import { EbpError } from '../lib/errors.js';
 import { fingerprintOf } from '../peer/keys.js';
 import type { LaunchService, PeerIdentity, Session } from '../host/launch.js';
@@ -152,12 +154,12 @@ export class SshServer {
         const session = accept();
         this.#onSession(session, who, parked, () => {
           sessions -= 1;
-        });
+        }, client);
       });
     });
   }
 
-  #onSession(ssh: SshSession, peer: PeerIdentity, parked: ParkedFiles, onEnd: () => void): void {
+  #onSession(ssh: SshSession, peer: PeerIdentity, parked: ParkedFiles, onEnd: () => void, client: Connection): void {
     // RFC 4254 allows signal and window-change requests after the client's EOF (its stdin ended);
     // ssh2 refuses every request once it saw EOF. Keep answering until the channel closes.
     ssh.on('eof', () => {
@@ -168,6 +170,7 @@ export class SshServer {
     let filesText: string | undefined;
     let running: Session | undefined;
     let started = false;
+    let x11: X11Request | undefined;
 
     ssh.on('pty', (accept, reject, info) => {
       if (started) {
@@ -176,6 +179,18 @@ export class SshServer {
       }
       pty = info;
       reply(accept);
+    });
+    // X11 forwarding (ssh -X, ebp run with DISPLAY): the sandbox will get a display of its own whose
+    // connections come back to this client as x11 channels (src/display/x11-host.ts).
+    ssh.on('x11', (accept, reject, info) => {
+      try {
+        if (started) throw new EbpError('USAGE', 'X11 forwarding must be asked for before the command');
+        x11 = parseX11Request(info);
+        reply(accept);
+      } catch (error) {
+        this.#options.log('x11-refused', { peer: peer.fingerprint, reason: error instanceof Error ? error.message : String(error) });
+        reply(reject);
+      }
     });
     ssh.on('env', (accept, reject, info) => {
       if (info.key === FILES_ENV) {
@@ -224,9 +239,10 @@ export class SshServer {
         this.#park(channel, token, parked, onEnd);
         return;
       }
+      const forwarding = x11 === undefined ? undefined : { request: x11, openChannel: () => openX11Channel(client) };
       void this.#exec(channel, info.command, { peer, env, pty, filesText, parked }, (session) => {
         running = session;
-      }).finally(onEnd);
+      }, forwarding).finally(onEnd);
     });
   }
 
@@ -275,6 +291,7 @@ export class SshServer {
     command: string,
     context: { peer: PeerIdentity; env: Record<string, string>; pty: PseudoTtyInfo | undefined; filesText: string | undefined; parked: ParkedFiles },
     onStarted: (session: Session) => void,
+    x11?: X11Forwarding,
   ): Promise<void> {
     const { peer, env, pty } = context;
     const log = this.#options.log;
@@ -297,6 +314,7 @@ export class SshServer {
           peer, appId, args, env,
           ...(files === undefined ? {} : { files }),
           ...(pty === undefined ? {} : { terminal: { term: pty.term.slice(0, 64) || 'xterm', cols: pty.cols, rows: pty.rows } }),
+          ...(x11 === undefined ? {} : { x11 }),
         },
         {
           signal: abort.signal,
@@ -399,6 +417,17 @@ export class SshServer {
     channel.exit(0);
     channel.end();
   }
+}
+
+/** Opens an x11 channel back to the client for one X connection made in the sandbox. */
+function openX11Channel(client: Connection): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    // The originator is the sandbox's own display socket; there is no address to tell.
+    client.x11('127.0.0.1', 0, (error, channel) => {
+      if (error instanceof Error) reject(error);
+      else resolve(channel);
+    });
+  });
 }
 
 const SIGNAL_NAMES: Readonly<Record<number, string>> = { 1: 'HUP', 2: 'INT', 3: 'QUIT', 4: 'ILL', 6: 'ABRT', 8: 'FPE', 9: 'KILL', 11: 'SEGV', 13: 'PIPE', 14: 'ALRM', 15: 'TERM' };

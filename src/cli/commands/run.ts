@@ -5,9 +5,23 @@ import { join } from 'node:path';
 import type { Command, CommandContext } from '../command.js';
 import { callDaemon } from '../../control/client.js';
 import { statSync } from 'node:fs';
-import { flag, listOption, stringOption } from '../args.js';
+import { flag, listOption, stringOption, type ParsedArgs } from '../args.js';
 import { launchOnPeer, localeEnv } from '../peer-access.js';
 import type { RemoteProcess } from '../../transport/remote-process.js';
+import type { LocalDisplay } from '../../display/x11-local.js';
+
+/** The display to forward, with its cookie made; undefined without DISPLAY or with --no-x11. */
+async function x11For(args: ParsedArgs, stderr: NodeJS.WriteStream): Promise<LocalDisplay | undefined> {
+  const display = process.env['DISPLAY'];
+  if (flag(args, 'no-x11') || display === undefined || display === '') return undefined;
+  const trusted = flag(args, 'trusted-x11');
+  if (trusted) {
+    stderr.write('ebp: warning: --trusted-x11 gives the app full access to your display: it can read the whole screen and every window, log your keystrokes, and type or click into your other windows\n');
+  }
+  // Loaded only when there is a display: a launch without windows does not pay for it.
+  const { prepareLocalDisplay } = await import('../../display/x11-local.js');
+  return prepareLocalDisplay({ display, trusted });
+}
 
 export const runCommand: Command = {
   name: 'run',
@@ -34,6 +48,11 @@ that one sandbox, and unmounted when it ends.
 When the local daemon runs, the launch goes through its open connection to the peer (no new
 handshake). On first contact the peer's key is remembered; a changed key is refused.
 
+Windows: when DISPLAY is set, the app's windows appear on this display (X11 forwarding, also
+through the daemon). The app gets an untrusted cookie (X SECURITY extension, like ssh -X): it
+cannot read the screen or other windows, nor send keys or clicks to them. --trusted-x11 lifts
+that; --no-x11 forwards nothing.
+
 Exit status: the app's own; 128+N when it was killed by signal N; 255 when the peer cannot be
 reached or the session breaks (the message says which); 1 when the owner denied the launch or
 did not answer in time.`,
@@ -44,6 +63,8 @@ did not answer in time.`,
     'notify-errors': { type: 'boolean', description: 'also show errors as a desktop notification or dialog (for launchers started from a menu)' },
     share: { type: 'string', value: 'DIR[:ro]', multiple: true, description: 'expose a local folder to the app, live (read-only with :ro)' },
     file: { type: 'string', value: 'PATH[:ro]', multiple: true, description: 'forward a local file to the app (its argument is rewritten)' },
+    'no-x11': { type: 'boolean', description: 'do not forward X11 (no windows), even with DISPLAY set' },
+    'trusted-x11': { type: 'boolean', description: 'forward X11 with full access to this display (screen capture, input to other windows)' },
   },
   async run(context) {
     if (!flag(context.args, 'notify-errors')) return runOnPeer(context);
@@ -90,10 +111,11 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
   }
   if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run PEER APP [ARGS...]; see the peers with `ebp peers` and their apps with `ebp apps PEER`' });
   const pty = localTerminal();
+  const x11 = await x11For(args, stderr);
   const address = stringOption(args, 'address');
   const shares = listOption(args, 'share');
   const files = listOption(args, 'file');
-  const spec = { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }), ...(address === undefined ? {} : { address }) };
+  const spec = { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }), ...(address === undefined ? {} : { address }), ...(x11 === undefined ? {} : { x11 }) };
   // Files involved (named, or an argument that is a local file): this process dials the peer
   // itself and serves them (see files-launch.ts); otherwise the usual path.
   const launch = shares.length > 0 || files.length > 0 || rest.some(isLocalFile)
