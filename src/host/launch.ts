@@ -62,6 +62,8 @@ export interface HostServices {
   readonly engine: SandboxEngine;
   readonly approvalPolicy: () => ApprovalPolicy;
   readonly stateDir: string;
+  /** This daemon's own key: the owner launching on their own machine (from the web page) is not asked. */
+  readonly ownFingerprint?: string;
 }
 
 type Authorization = 'trusted' | 'open' | 'allowed';
@@ -94,7 +96,7 @@ export class LaunchService {
   }
 
   async authorize(peer: PeerIdentity, app: SharedApp, hooks: LaunchHooks = {}): Promise<Authorization> {
-    if (this.#host.trust.find(peer.fingerprint) !== undefined) return 'trusted';
+    if (this.#host.trust.find(peer.fingerprint) !== undefined || peer.fingerprint === this.#host.ownFingerprint) return 'trusted';
     const policy = this.#host.approvalPolicy();
     switch (policy) {
       case 'open':
