@@ -1,0 +1,122 @@
+// The web page in a real browser (Debian's Chromium driven by playwright-core) against two real
+// daemons on 127.0.0.1: the person's page lists the pool and searches it; a terminal app on the
+// other peer asks that peer's owner, whose page shows the request live; Allow starts it, the
+// person types into xterm.js and reads the output back; the owner's Stop ends it. Screenshots of
+// each step go to EBP_ARTIFACTS (default: a folder under the system temp dir), never the repo.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { IS_ROOT, setupOnce } from './helpers/ebp.js';
+import { ebpOk, poolCleanup, sessionsOf, waitUntil } from './helpers/pool.js';
+import { startWebDaemon, type WebDaemon } from './helpers/web.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SKIP = !IS_ROOT ? 'needs root (sandboxes run as the ebp-sandbox user)' : !existsSync(CHROMIUM) ? `needs ${CHROMIUM}` : false;
+const ARTIFACTS = process.env['EBP_ARTIFACTS'] ?? join(tmpdir(), 'ebp-web-artifacts');
+
+let host: WebDaemon;
+let person: WebDaemon;
+let browser: Browser | undefined;
+let hostPage: Page;
+let personPage: Page;
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+async function openPage(daemon: WebDaemon): Promise<Page> {
+  if (browser === undefined) throw new Error('no browser');
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('console', (message) => { if (message.type() === 'error') problems.push(message.text()); });
+  page.on('pageerror', (error) => { problems.push(error.message); });
+  await page.goto(daemon.loginUrl);
+  assert.equal(new URL(page.url()).search, '', 'the token left the address bar');
+  await page.getByRole('status').filter({ hasText: 'live' }).waitFor({ timeout: 10_000 });
+  assert.deepEqual(problems, [], 'no script error and no CSP violation');
+  return page;
+}
+
+before(async () => {
+  if (SKIP !== false) return;
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await setupOnce();
+  [host, person] = await Promise.all([
+    startWebDaemon('wa', { name: 'alpha', policy: 'ask', timeout: '60s' }),
+    startWebDaemon('wb', { name: 'beta', policy: 'ask', apps: [{ id: 'cat', name: 'Cat', exec: 'cat' }] }),
+  ]);
+  await ebpOk(person.stateDir, ['peers', 'add', host.endpoint]);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  [hostPage, personPage] = await Promise.all([openPage(host), openPage(person)]);
+});
+
+after(async () => {
+  await browser?.close();
+  await poolCleanup();
+});
+
+describe('the pool in the browser', { skip: SKIP }, () => {
+  test('the page lists every peer with its apps, and search filters them', { timeout: 60_000 }, async () => {
+    const alpha = personPage.locator('section.peer[data-peer="alpha"]');
+    await alpha.waitFor({ timeout: 20_000 });
+    await alpha.getByRole('button', { name: 'Run Shell on alpha' }).waitFor({ timeout: 20_000 });
+    const beta = personPage.locator('section.peer[data-peer="beta"]');
+    assert.match(await beta.innerText(), /this machine/);
+    assert.equal(await beta.getByRole('button', { name: 'Run Cat on beta' }).count(), 1);
+    assert.ok(await alpha.locator('button.app').count() >= 5, 'alpha shares the test apps');
+    await shot(personPage, '01-pool');
+
+    await personPage.getByLabel('Search the pool').fill('shell');
+    await personPage.getByRole('button', { name: 'Run Cat on beta' }).waitFor({ state: 'detached' });
+    assert.equal(await personPage.locator('button.app').count(), 1);
+    assert.equal(await personPage.locator('section.peer[data-peer="beta"]').count(), 0, 'a peer without a match is hidden');
+    await shot(personPage, '02-search');
+    await personPage.getByLabel('Search the pool').fill('no such app anywhere');
+    await personPage.getByText('No app matches.').waitFor();
+    await personPage.getByLabel('Search the pool').fill('');
+    await personPage.getByRole('button', { name: 'Run Cat on beta' }).waitFor();
+  });
+
+  test('a terminal app: the owner allows it live, the person types and reads, the owner stops it', { timeout: 90_000 }, async () => {
+    await personPage.getByRole('button', { name: 'Run Shell on alpha' }).click();
+    const window = personPage.locator('section.window[data-app="sh"]');
+    await window.waitFor();
+
+    // The request pops up on the host's page without a reload.
+    const approval = hostPage.getByRole('alertdialog', { name: 'Launch request from beta' });
+    await approval.waitFor({ timeout: 15_000 });
+    assert.match(await approval.innerText(), /beta \(SHA256:.+\) wants to run Shell/);
+    await shot(hostPage, '03-approval');
+    await approval.getByRole('button', { name: 'Allow once' }).click();
+    await approval.waitFor({ state: 'detached' });
+
+    await window.locator('.status', { hasText: 'running' }).waitFor({ timeout: 15_000 });
+    await window.locator('.xterm').click();
+    await personPage.keyboard.type('echo "web$((6*7))"\n');
+    const rows = window.locator('.xterm-rows');
+    await waitUntil(async () => (await rows.innerText()).includes('web42'), 15_000, 'the echo in the terminal');
+    await shot(personPage, '04-terminal');
+
+    // The owner sees the session with its resources and stops it.
+    const row = hostPage.locator('tr[data-session]').filter({ hasText: 'sh' });
+    await row.waitFor({ timeout: 10_000 });
+    assert.match(await row.innerText(), /beta/);
+    await shot(hostPage, '05-sessions');
+    await row.getByRole('button', { name: /^Stop sh/ }).click();
+    await row.waitFor({ state: 'detached', timeout: 15_000 });
+    await window.locator('.status', { hasText: /ended/ }).waitFor({ timeout: 15_000 });
+    assert.deepEqual(await sessionsOf(host), []);
+    await shot(personPage, '06-stopped');
+  });
+
+  test('the owner switches an app off and the person\'s pool loses it', { timeout: 60_000 }, async () => {
+    await hostPage.getByLabel('Echo', { exact: true }).uncheck();
+    await personPage.getByRole('button', { name: 'Run Echo on alpha' }).waitFor({ state: 'detached', timeout: 30_000 });
+    await hostPage.getByLabel('Echo', { exact: true }).check();
+    await personPage.getByRole('button', { name: 'Run Echo on alpha' }).waitFor({ timeout: 30_000 });
+  });
+});
