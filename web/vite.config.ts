@@ -12,5 +12,7 @@ export default defineConfig({
     sourcemap: false,
     modulePreload: { polyfill: false },
     target: 'es2022',
+    // The terminal and VNC viewers load on first use.
+    chunkSizeWarningLimit: 1024,
   },
 });

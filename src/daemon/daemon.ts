@@ -33,6 +33,7 @@ import { loadOrCreateToken } from '../web/token.js';
 import { WebServer } from '../web/server.js';
 import type { ChangeTopic, PoolPeer, WebServices } from '../web/services.js';
 import { Withheld } from './withheld.js';
+import { DISPLAY_ENV, displayRequestText } from '../display/vnc.js';
 
 export interface DaemonOptions {
   readonly paths: StatePaths;
@@ -375,6 +376,10 @@ export class Daemon {
         openTerminal: async (peer, appId, size) => {
           const { connection } = await connect(peer);
           return connection.exec(joinShellWords([appId]), { pty: { term: 'xterm-256color', cols: size.cols, rows: size.rows }, env: {} });
+        },
+        openDisplay: async (peer, appId, display) => {
+          const { connection } = await connect(peer);
+          return connection.exec(joinShellWords([appId]), { env: { [DISPLAY_ENV]: displayRequestText(display) } });
         },
         onChange: (listener) => {
           changes.on('change', listener);

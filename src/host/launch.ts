@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildLaunchArgv, type Catalog, type SharedApp } from '../catalog/catalog.js';
+import { vncLaunchArgv, type VncDisplay } from '../display/vnc.js';
 import { EbpError } from '../lib/errors.js';
 import { openPty, type Pty, type TerminalSize } from '../lib/pty.js';
 import type { AuditLog } from '../peer/audit.js';
@@ -32,6 +33,8 @@ export interface LaunchRequest {
   /** Client environment; only locale variables (and TERM with a terminal) pass. */
   readonly env: Readonly<Record<string, string>>;
   readonly terminal?: TerminalSize & { readonly term: string };
+  /** Show the app on its own display in the person's browser (the RFB stream is its stdio). */
+  readonly display?: VncDisplay;
 }
 
 export interface LaunchHooks {
@@ -145,7 +148,7 @@ export class LaunchService {
     for (const [key, value] of Object.entries(request.env)) if (key === 'LANG' || key.startsWith('LC_')) env[key] = value;
     if (request.terminal !== undefined) env['TERM'] = request.terminal.term;
     const policy = buildPolicy({
-      command: buildLaunchArgv(app, request.args),
+      command: request.display === undefined ? buildLaunchArgv(app, request.args) : vncLaunchArgv(buildLaunchArgv(app, request.args), request.display),
       network: settings.network,
       memoryBytes: settings.memoryBytes,
       cpus: settings.cpus,
@@ -156,7 +159,7 @@ export class LaunchService {
 
     let io: SessionIo = { kind: 'pipes' };
     let handle: SandboxHandle;
-    if (request.terminal === undefined) {
+    if (request.terminal === undefined || request.display !== undefined) {
       handle = await startSandbox(policy, { engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
     } else {
       const pty = openPty(request.terminal);

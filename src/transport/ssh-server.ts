@@ -3,6 +3,7 @@
 // ebp's own client and with OpenSSH's `ssh -p PORT HOST APP`.
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import ssh2, { type AuthContext, type Connection, type PseudoTtyInfo, type ServerChannel, type Session as SshSession } from 'ssh2';
+import { DISPLAY_ENV, parseDisplayRequest, type VncDisplay } from '../display/vnc.js';
 import { EbpError } from '../lib/errors.js';
 import { fingerprintOf } from '../peer/keys.js';
 import type { LaunchService, PeerIdentity, Session } from '../host/launch.js';
@@ -153,6 +154,7 @@ export class SshServer {
     const env: Record<string, string> = {};
     let running: Session | undefined;
     let started = false;
+    let display: VncDisplay | undefined;
 
     ssh.on('pty', (accept, reject, info) => {
       if (started) {
@@ -163,6 +165,16 @@ export class SshServer {
       reply(accept);
     });
     ssh.on('env', (accept, reject, info) => {
+      // The page's viewer asks for the app on its own display (EBP_DISPLAY=vnc:WxH), validated here.
+      if (info.key === DISPLAY_ENV && !started) {
+        try {
+          display = parseDisplayRequest(info.val);
+          reply(accept);
+        } catch {
+          reply(reject);
+        }
+        return;
+      }
       const ok = (info.key === 'LANG' || /^LC_[A-Z]+$/.test(info.key)) && /^[A-Za-z0-9_.@:+-]{1,64}$/.test(info.val) && Object.keys(env).length < MAX_ENV;
       if (!ok) {
         reply(reject);
@@ -197,7 +209,7 @@ export class SshServer {
       const channel = accept();
       void this.#exec(channel, info.command, peer, env, pty, (session) => {
         running = session;
-      }).finally(onEnd);
+      }, display).finally(onEnd);
     });
   }
 
@@ -208,6 +220,7 @@ export class SshServer {
     env: Record<string, string>,
     pty: PseudoTtyInfo | undefined,
     onStarted: (session: Session) => void,
+    display?: VncDisplay,
   ): Promise<void> {
     const log = this.#options.log;
     const abort = new AbortController();
@@ -225,7 +238,8 @@ export class SshServer {
       const session = await this.#options.launch.launch(
         {
           peer, appId, args, env,
-          ...(pty === undefined ? {} : { terminal: { term: pty.term.slice(0, 64) || 'xterm', cols: pty.cols, rows: pty.rows } }),
+          ...(display === undefined ? {} : { display }),
+          ...(pty === undefined || display !== undefined ? {} : { terminal: { term: pty.term.slice(0, 64) || 'xterm', cols: pty.cols, rows: pty.rows } }),
         },
         {
           signal: abort.signal,

@@ -10,6 +10,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { EbpError, STATUS } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { CONTENT_SECURITY_POLICY, TOKEN_COOKIE, cookieValue, hostAllowed, originAllowed, tokenMatches } from './guard.js';
+import { bridgeDisplay, parseDisplayQuery } from './display.js';
 import { bridgeTerminal, parseTerminalQuery } from './terminal.js';
 import type { ChangeTopic, WebServices } from './services.js';
 
@@ -320,19 +321,25 @@ export class WebServer {
       return;
     }
     const url = new URL(request.url ?? '/', `http://${LOOPBACK_HOST}:${this.#port}`);
-    if (url.pathname !== '/ws/terminal') {
-      deny(404, 'Not Found');
-      return;
-    }
-    let query: ReturnType<typeof parseTerminalQuery>;
+    const context = { services: this.#options.services, log: this.#options.log };
+    let start: (ws: WebSocket) => Promise<void>;
     try {
-      query = parseTerminalQuery(url.searchParams);
+      if (url.pathname === '/ws/terminal') {
+        const query = parseTerminalQuery(url.searchParams);
+        start = (ws) => bridgeTerminal(ws, query, context);
+      } else if (url.pathname === '/ws/display') {
+        const query = parseDisplayQuery(url.searchParams);
+        start = (ws) => bridgeDisplay(ws, query, context);
+      } else {
+        deny(404, 'Not Found');
+        return;
+      }
     } catch {
       deny(400, 'Bad Request');
       return;
     }
     this.#wss.handleUpgrade(request, socket, head, (ws: WebSocket) => {
-      void bridgeTerminal(ws, query, { services: this.#options.services, log: this.#options.log });
+      void start(ws);
     });
   }
 

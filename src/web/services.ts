@@ -2,6 +2,7 @@
 // uses (approvals, sessions, trust store, the peer directory, launches on peers). The HTTP
 // routes only translate; they hold no logic of their own.
 import type { AppView } from '../daemon/catalog-source.js';
+import type { VncDisplay } from '../display/vnc.js';
 import type { Decision, PendingRequest } from '../host/approvals.js';
 import type { SessionView } from '../host/sessions.js';
 import type { PeerStatus } from '../peer/directory.js';
@@ -55,6 +56,8 @@ export interface WebServices {
   iconFile(appId: string): string | undefined;
   /** Runs an app on a peer in a terminal (the daemon's SSH connection to it). */
   openTerminal(peer: string, appId: string, size: TerminalSize): Promise<RemoteProcess>;
+  /** Runs an app on a peer on its own display; stdout/stdin carry the RFB stream. */
+  openDisplay(peer: string, appId: string, display: VncDisplay): Promise<RemoteProcess>;
   /** Subscribes to changes; returns the unsubscribe function. */
   onChange(listener: (topic: ChangeTopic) => void): () => void;
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
-import { ebpOk, poolCleanup, sessionsOf, waitUntil } from './helpers/pool.js';
+import { ebpOk, poolCleanup, sessionsOf, STANDARD_APPS, waitUntil } from './helpers/pool.js';
 import { startWebDaemon, type WebDaemon } from './helpers/web.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -46,7 +46,7 @@ before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   await setupOnce();
   [host, person] = await Promise.all([
-    startWebDaemon('wa', { name: 'alpha', policy: 'ask', timeout: '60s' }),
+    startWebDaemon('wa', { name: 'alpha', policy: 'ask', timeout: '60s', apps: [...STANDARD_APPS, { id: 'xclock', name: 'Clock', exec: 'xclock -update 1' }] }),
     startWebDaemon('wb', { name: 'beta', policy: 'ask', apps: [{ id: 'cat', name: 'Cat', exec: 'cat' }] }),
   ]);
   await ebpOk(person.stateDir, ['peers', 'add', host.endpoint]);
@@ -111,6 +111,38 @@ describe('the pool in the browser', { skip: SKIP }, () => {
     await window.locator('.status', { hasText: /ended/ }).waitFor({ timeout: 15_000 });
     assert.deepEqual(await sessionsOf(host), []);
     await shot(personPage, '06-stopped');
+  });
+
+  test('a GUI app on its own display in the page: the noVNC canvas shows it', { timeout: 90_000 }, async () => {
+    await personPage.getByRole('button', { name: 'Run Clock on alpha' }).click();
+    const window = personPage.locator('section.window[data-app="xclock"]');
+    await window.waitFor();
+    const approval = hostPage.getByRole('alertdialog', { name: 'Launch request from beta' });
+    await approval.waitFor({ timeout: 15_000 });
+    assert.match(await approval.innerText(), /wants to run Clock/);
+    await approval.getByRole('button', { name: 'Allow once' }).click();
+    await window.locator('.status', { hasText: 'running' }).waitFor({ timeout: 20_000 });
+    const canvas = window.locator('.vnc canvas');
+    await canvas.waitFor();
+    // The clock's face: many distinct colours on the canvas once it has drawn.
+    // (Runs in the page: typed structurally, the test build has no DOM library.)
+    interface Canvas2d { width: number; height: number; getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null }
+    const colours = async (): Promise<number> => canvas.evaluate((node) => {
+      const element = node as unknown as Canvas2d;
+      const context = element.getContext('2d');
+      if (context === null || element.width === 0) return 0;
+      const data = context.getImageData(0, 0, element.width, element.height).data;
+      const seen = new Set<number>();
+      for (let i = 0; i < data.length; i += 4 * 7) seen.add(((data[i] ?? 0) << 16) | ((data[i + 1] ?? 0) << 8) | (data[i + 2] ?? 0));
+      return seen.size;
+    });
+    await waitUntil(async () => (await colours()) > 2, 20_000, 'the clock drawn on the canvas');
+    await canvas.screenshot({ path: join(ARTIFACTS, '07-xclock-canvas.png') });
+    await shot(personPage, '07-xclock');
+    const session = hostPage.locator('tr[data-session]').filter({ hasText: 'xclock' });
+    await session.waitFor({ timeout: 10_000 });
+    await window.getByRole('button', { name: 'Close Clock' }).click();
+    await session.waitFor({ state: 'detached', timeout: 15_000 });
   });
 
   test('the owner switches an app off and the person\'s pool loses it', { timeout: 60_000 }, async () => {

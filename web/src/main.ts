@@ -3,7 +3,6 @@
 import './style.css';
 import { get, post, type PendingRequest, type PoolPeer, type PoolView, type SessionView, type SharedApp, type Topic, type TrustedKey, type AppView } from './api.js';
 import { byId, el, inputById, formatBytes, shortFingerprint } from './dom.js';
-import { openTerminal } from './terminal.js';
 
 const live = byId('live');
 const search = inputById('search');
@@ -82,12 +81,19 @@ function launch(peer: PoolPeer, app: AppView): void {
   const frame = el('section', { class: 'window', 'aria-label': `${app.name} on ${peer.name}` }, el('header', {}, title, status, close), body);
   frame.dataset['app'] = app.id;
   byId('windows').append(frame);
-  const view = openTerminal(body, { peer: peer.target, app: app.id }, (text) => {
+  const onStatus = (text: string): void => {
     status.textContent = text;
     frame.dataset['state'] = text;
-  });
+  };
+  // Terminal apps in a terminal; the others on their own display, shown with noVNC.
+  frame.dataset['kind'] = app.terminal ? 'terminal' : 'display';
+  onStatus('loading…');
+  const opened = app.terminal
+    ? import('./terminal.js').then(({ openTerminal }) => openTerminal(body, { peer: peer.target, app: app.id }, onStatus))
+    : import('./display.js').then(({ openDisplay }) => openDisplay(body, { peer: peer.target, app: app.id, name: app.name }, onStatus));
+  opened.catch(report);
   close.addEventListener('click', () => {
-    view.close();
+    void opened.then((view) => { view.close(); });
     frame.remove();
     search.focus();
   });
