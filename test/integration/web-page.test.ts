@@ -101,6 +101,22 @@ describe('the pool in the browser', { skip: SKIP }, () => {
     await waitUntil(async () => (await rows.innerText()).includes('web42'), 15_000, 'the echo in the terminal');
     await shot(personPage, '04-terminal');
 
+    // Resizing the page resizes the terminal on the peer (SSH window-change to its pty).
+    const size = async (marker: string): Promise<[number, number]> => {
+      await personPage.keyboard.type(`echo ${marker} $(stty size)\n`);
+      const match = await waitUntil(async () => new RegExp(`^${marker} (\\d+) (\\d+)$`, 'm').exec(await rows.innerText()) ?? undefined, 15_000, `stty size (${marker})`);
+      return [Number(match[1]), Number(match[2])];
+    };
+    const [rowsBefore, colsBefore] = await size('wide');
+    await personPage.setViewportSize({ width: 640, height: 800 });
+    await waitUntil(async () => {
+      const [, cols] = await size(`narrow${Date.now() % 1000}`);
+      return cols < colsBefore - 10 ? cols : undefined;
+    }, 20_000, `fewer columns than ${colsBefore} after the page got narrower`);
+    assert.ok(rowsBefore > 5);
+    await shot(personPage, '04b-terminal-narrow');
+    await personPage.setViewportSize({ width: 1100, height: 800 });
+
     // The owner sees the session with its resources and stops it.
     const row = hostPage.locator('tr[data-session]').filter({ hasText: 'sh' });
     await row.waitFor({ timeout: 10_000 });
@@ -139,10 +155,47 @@ describe('the pool in the browser', { skip: SKIP }, () => {
     await waitUntil(async () => (await colours()) > 2, 20_000, 'the clock drawn on the canvas');
     await canvas.screenshot({ path: join(ARTIFACTS, '07-xclock-canvas.png') });
     await shot(personPage, '07-xclock');
+
+    // The view's size is the display's: a narrower page resizes the remote display (SetDesktopSize).
+    const width = async (): Promise<number> => canvas.evaluate((node) => (node as unknown as { width: number }).width);
+    const wide = await width();
+    await personPage.setViewportSize({ width: 700, height: 800 });
+    const narrow = await waitUntil(async () => { const now = await width(); return now < wide - 100 ? now : undefined; }, 20_000, `the display narrower than ${wide} px`);
+    assert.ok(narrow > 300, `${narrow} px`);
+    await shot(personPage, '07b-xclock-narrow');
+    await personPage.setViewportSize({ width: 1100, height: 800 });
     const session = hostPage.locator('tr[data-session]').filter({ hasText: 'xclock' });
     await session.waitFor({ timeout: 10_000 });
     await window.getByRole('button', { name: 'Close Clock' }).click();
     await session.waitFor({ state: 'detached', timeout: 15_000 });
+  });
+
+  test('keyboard only, on a phone-sized screen: search, run an app with Enter; the owner denies it', { timeout: 60_000 }, async () => {
+    await personPage.setViewportSize({ width: 390, height: 800 });
+    await personPage.locator('body').click({ position: { x: 1, y: 1 } });
+    await personPage.keyboard.press('/');
+    assert.equal(await personPage.evaluate(() => (globalThis as unknown as { document: { activeElement: { id: string } | null } }).document.activeElement?.id), 'search', '"/" goes to the search box');
+    await personPage.keyboard.type('argv');
+    await personPage.getByRole('button', { name: 'Run Shell on alpha' }).waitFor({ state: 'detached' });
+    await personPage.keyboard.press('Tab');
+    const focused = await personPage.evaluate(() => (globalThis as unknown as { document: { activeElement: { getAttribute(name: string): string | null } | null } }).document.activeElement?.getAttribute('aria-label'));
+    assert.equal(focused, 'Run Argv on alpha');
+    await shot(personPage, '08-phone-search');
+    const wide = await personPage.evaluate(() => (globalThis as unknown as { document: { documentElement: { scrollWidth: number } } }).document.documentElement.scrollWidth);
+    assert.ok(wide <= 390, `no sideways scrolling on a phone (${wide} px)`);
+
+    // Enter runs it; the owner denies, and the person's window says so.
+    await personPage.keyboard.press('Enter');
+    const window = personPage.locator('section.window[data-app="argv"]');
+    await window.waitFor();
+    const approval = hostPage.getByRole('alertdialog', { name: 'Launch request from beta' });
+    await approval.waitFor({ timeout: 15_000 });
+    await approval.getByRole('button', { name: 'Deny' }).click();
+    await window.locator('.status', { hasText: /ended with status 1: .*denied/ }).waitFor({ timeout: 15_000 });
+    await shot(personPage, '09-phone-denied');
+    await window.getByRole('button', { name: 'Close Argv' }).click();
+    await personPage.getByLabel('Search the pool').fill('');
+    await personPage.setViewportSize({ width: 1100, height: 800 });
   });
 
   test('the owner switches an app off and the person\'s pool loses it', { timeout: 60_000 }, async () => {

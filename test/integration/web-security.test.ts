@@ -114,6 +114,11 @@ describe('web page access', { skip: SKIP }, () => {
     assert.equal(noCookie.kind === 'refused' ? noCookie.status : 'open', 401);
     const rebound = await tryWebSocket(url, { Cookie: host.cookie, Host: `evil.example:${host.uiPort}` }, `http://evil.example:${host.uiPort}`);
     assert.equal(rebound.kind === 'refused' ? rebound.status : 'open', 421);
+    const display = `ws://127.0.0.1:${host.uiPort}/ws/display?peer=${encodeURIComponent(host.endpoint)}&app=sleep&width=640&height=480`;
+    const foreignDisplay = await tryWebSocket(display, { Cookie: host.cookie }, 'http://evil.example');
+    assert.equal(foreignDisplay.kind === 'refused' ? foreignDisplay.status : 'open', 403);
+    const badQuery = await tryWebSocket(`ws://127.0.0.1:${host.uiPort}/ws/terminal?peer=x&app=$(id)&cols=80&rows=24`, { Cookie: host.cookie }, host.origin);
+    assert.equal(badQuery.kind === 'refused' ? badQuery.status : 'open', 400);
     assert.deepEqual(await sessionsOf(host), [], 'nothing was launched');
     const own = await tryWebSocket(url, { Cookie: host.cookie }, host.origin);
     if (own.kind !== 'open') assert.fail(`the page's own origin is refused (${own.status})`);

@@ -81,6 +81,7 @@ function launch(peer: PoolPeer, app: AppView): void {
   const frame = el('section', { class: 'window', 'aria-label': `${app.name} on ${peer.name}` }, el('header', {}, title, status, close), body);
   frame.dataset['app'] = app.id;
   byId('windows').append(frame);
+  frame.scrollIntoView({ block: 'start' });
   const onStatus = (text: string): void => {
     status.textContent = text;
     frame.dataset['state'] = text;
