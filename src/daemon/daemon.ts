@@ -130,6 +130,11 @@ export class Daemon {
     const approvals = new Approvals({ timeoutMs: config.approval.timeoutMs, ratePerMinute: config.approval.rateLimit });
     const sessions = new Sessions({ capacity: DEFAULT_CAPACITY });
     const audit = new AuditLog(auditLogPath(paths.stateDir));
+    // What changed, for the web page's live view.
+    const changes = new EventEmitter<{ change: [ChangeTopic] }>();
+    const changed = (topic: ChangeTopic): void => {
+      changes.emit('change', topic);
+    };
     // What peers see and may launch: the catalogue less the apps the owner switched off.
     const withheld = Withheld.open(paths.stateDir);
     const shared = (): Catalog => withheld.view(catalog);
@@ -143,6 +148,7 @@ export class Daemon {
       approvalPolicy: () => config.approval.policy,
       stateDir: paths.stateDir,
       ownFingerprint: identity.fingerprint,
+      onTrusted: () => { changed('trusted'); },
     });
     approvals.on('added', (request) => { log('approval-requested', { request: request.id, peer: request.peerId, name: request.peerName, app: request.app }); });
     approvals.on('settled', (request, outcome) => { log('approval-settled', { request: request.id, outcome }); });
@@ -240,9 +246,15 @@ export class Daemon {
       trusted: () => trust.list(),
       trust: async (params: Record<string, unknown>) => {
         const nameParam = params['name'];
-        return trust.add(text(params, 'key'), typeof nameParam === 'string' ? { name: nameParam } : {});
+        const added = await trust.add(text(params, 'key'), typeof nameParam === 'string' ? { name: nameParam } : {});
+        changed('trusted');
+        return added;
       },
-      untrust: async (params: Record<string, unknown>) => trust.remove(text(params, 'id')),
+      untrust: async (params: Record<string, unknown>) => {
+        const removed = await trust.remove(text(params, 'id'));
+        changed('trusted');
+        return removed;
+      },
       query: async (params: Record<string, unknown>) => {
         const query = text(params, 'query');
         if (!/^ebp:[a-z]+$/.test(query)) throw new EbpError('USAGE', `unknown query "${query.slice(0, 32)}"`);
@@ -325,10 +337,6 @@ export class Daemon {
         await relayToProcess(socket, remote, leftover);
       },
     };
-    const changes = new EventEmitter<{ change: [ChangeTopic] }>();
-    const changed = (topic: ChangeTopic): void => {
-      changes.emit('change', topic);
-    };
     const web = await startWeb({
       ui: options.ui ?? (config.ui.enabled ? { port: config.ui.port } : false), stateDir: paths.stateDir, log,
       services: {
@@ -388,7 +396,7 @@ export class Daemon {
       },
     });
     approvals.on('added', () => { changed('requests'); });
-    approvals.on('settled', () => { changed('requests'); changed('trusted'); });
+    approvals.on('settled', () => { changed('requests'); });
     sessions.on('started', () => { changed('sessions'); changed('pool'); });
     sessions.on('ended', () => { changed('sessions'); changed('pool'); });
     // Peers come and go through discovery, static checks and connections: watch the directory.

@@ -67,6 +67,8 @@ export interface HostServices {
   readonly stateDir: string;
   /** This daemon's own key: the owner launching on their own machine (from the web page) is not asked. */
   readonly ownFingerprint?: string;
+  /** Called when "Always" added a key to the trust store (the web page shows the list live). */
+  readonly onTrusted?: () => void;
 }
 
 type Authorization = 'trusted' | 'open' | 'allowed';
@@ -119,6 +121,7 @@ export class LaunchService {
             return 'allowed';
           case 'always':
             await this.#host.trust.add(peer.publicKey, { name: displayName(peer.claimedName) });
+            this.#host.onTrusted?.();
             return 'allowed';
           case 'deny':
             await this.#audit(peer, app, 'denied');

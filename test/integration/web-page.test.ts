@@ -198,6 +198,35 @@ describe('the pool in the browser', { skip: SKIP }, () => {
     await personPage.setViewportSize({ width: 1100, height: 800 });
   });
 
+  test('Always trusts the key (shown under trusted peers); paste goes into the terminal; Untrust removes the key', { timeout: 90_000 }, async () => {
+    await personPage.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: person.origin });
+    await personPage.getByRole('button', { name: 'Run Shell on alpha' }).click();
+    const approval = hostPage.getByRole('alertdialog', { name: 'Launch request from beta' });
+    await approval.waitFor({ timeout: 15_000 });
+    await approval.getByRole('button', { name: 'Always' }).click();
+    const trusted = hostPage.locator('#trusted li', { hasText: 'beta' });
+    await trusted.waitFor({ timeout: 10_000 });
+    assert.match(await trusted.innerText(), new RegExp(`SHA256:${person.fingerprint.slice(7, 15).replace(/[+/]/g, '\\$&')}`));
+    await shot(hostPage, '10-trusted');
+
+    const window = personPage.locator('section.window[data-app="sh"]').last();
+    await window.locator('.status', { hasText: 'running' }).waitFor({ timeout: 15_000 });
+    await window.locator('.xterm').click();
+    await personPage.evaluate(async () => {
+      await (globalThis as unknown as { navigator: { clipboard: { writeText(text: string): Promise<void> } } }).navigator.clipboard.writeText('echo pasted$((2+3))\n');
+    });
+    await personPage.keyboard.press('Control+Shift+V');
+    const rows = window.locator('.xterm-rows');
+    await waitUntil(async () => /^pasted5$/m.test(await rows.innerText()), 15_000, 'the pasted command\'s output');
+    await window.getByRole('button', { name: 'Close Shell' }).click();
+
+    await trusted.getByRole('button', { name: 'Untrust beta' }).click();
+    await trusted.waitFor({ state: 'detached', timeout: 10_000 });
+    const keys = JSON.parse((await ebpOk(host.stateDir, ['trusted', '--json'])).stdout) as { fingerprint: string }[];
+    assert.ok(!keys.some((key) => key.fingerprint === person.fingerprint), 'untrusted for real');
+    await waitUntil(async () => (await sessionsOf(host)).length === 0 || undefined, 15_000, 'the closed window\'s session to end');
+  });
+
   test('the owner switches an app off and the person\'s pool loses it', { timeout: 60_000 }, async () => {
     await hostPage.getByLabel('Echo', { exact: true }).uncheck();
     await personPage.getByRole('button', { name: 'Run Echo on alpha' }).waitFor({ state: 'detached', timeout: 30_000 });
