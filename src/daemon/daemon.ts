@@ -33,6 +33,7 @@ import { loadOrCreateToken } from '../web/token.js';
 import { WebServer } from '../web/server.js';
 import type { ChangeTopic, PoolPeer, WebServices } from '../web/services.js';
 import { Withheld } from './withheld.js';
+import { parseIconAnswer, readIconFile, type IconData } from '../catalog/icon-file.js';
 import { DISPLAY_ENV, displayRequestText } from '../display/vnc.js';
 
 export interface DaemonOptions {
@@ -59,6 +60,9 @@ const STALE_CGROUP_MS = 5 * 60_000;
 
 /** Static peers are asked how they are this often. */
 const STATIC_CHECK_MS = 15_000;
+
+/** Peers' icons kept at most (the cache starts over when full). */
+const ICON_CACHE = 512;
 
 /** How often the page's pool view checks the directory for changes. */
 const POOL_WATCH_MS = 1000;
@@ -160,6 +164,7 @@ export class Daemon {
       launch,
       queries: {
         apps: () => catalogView(shared()),
+        icon: (appId) => readIconFile(shared().get(appId)?.iconPath),
         status: () => ({ name: discovery?.instanceName ?? name, ...txt() }),
       },
       log,
@@ -337,6 +342,8 @@ export class Daemon {
         await relayToProcess(socket, remote, leftover);
       },
     };
+    /** Peers' icons, fetched once each (bounded). */
+    const icons = new Map<string, IconData | undefined>();
     const web = await startWeb({
       ui: options.ui ?? (config.ui.enabled ? { port: config.ui.port } : false), stateDir: paths.stateDir, log,
       services: {
@@ -380,7 +387,21 @@ export class Daemon {
           changed('pool');
           return { ...appView(app), shared: on };
         },
-        iconFile: (appId) => catalog.get(appId)?.iconPath,
+        icon: async (appId, peer) => {
+          if (peer === undefined) return readIconFile(shared().get(appId)?.iconPath);
+          const key = `${peer}\n${appId}`;
+          if (icons.has(key)) return icons.get(key);
+          const { connection } = await connect(peer);
+          let icon: IconData | undefined;
+          try {
+            icon = parseIconAnswer(await connection.query(joinShellWords(['ebp:icon', appId])));
+          } catch {
+            icon = undefined; // the peer has none: remembered as such
+          }
+          if (icons.size >= ICON_CACHE) icons.clear();
+          icons.set(key, icon);
+          return icon;
+        },
         openTerminal: async (peer, appId, size) => {
           const { connection } = await connect(peer);
           return connection.exec(joinShellWords([appId]), { pty: { term: 'xterm-256color', cols: size.cols, rows: size.rows }, env: {} });

@@ -25,6 +25,8 @@ export interface SshServerOptions {
 export interface PeerQueries {
   apps(): unknown;
   status(): unknown;
+  /** One shared app's icon (`ebp:icon APP`), for the web page of the person's daemon. */
+  icon?(appId: string): { readonly type: string; readonly data: Buffer } | undefined;
 }
 
 /** Signals a client may send to the app (RFC 4254 names, without SIG). */
@@ -232,7 +234,7 @@ export class SshServer {
       const [appId, ...args] = words;
       if (appId === undefined) throw new EbpError('USAGE', 'no app named', { hint: 'ssh -p PORT HOST APP [ARGS]; list them with: ssh -p PORT HOST ebp:apps' });
       if (appId.startsWith('ebp:')) {
-        this.#query(channel, appId);
+        this.#query(channel, appId, args);
         return;
       }
       const session = await this.#options.launch.launch(
@@ -306,8 +308,19 @@ export class SshServer {
     await Promise.all(ends);
   }
 
-  #query(channel: ServerChannel, query: string): void {
+  #query(channel: ServerChannel, query: string, args: readonly string[] = []): void {
     switch (query) {
+      case 'ebp:icon': {
+        const icon = args.length === 1 && /^[A-Za-z0-9._-]{1,128}$/.test(args[0] ?? '') ? this.#options.queries.icon?.(args[0] ?? '') : undefined;
+        if (icon === undefined) {
+          channel.stderr.write('ebp: no such icon\n');
+          channel.exit(1);
+          channel.end();
+          return;
+        }
+        channel.write(`${JSON.stringify({ type: icon.type, data: icon.data.toString('base64') })}\n`);
+        break;
+      }
       case 'ebp:ping':
         channel.write('pong\n');
         break;

@@ -1,7 +1,7 @@
 // The local web page: an HTTP server on loopback only (never another address), serving the
 // built page (dist/web), a small JSON API over the daemon's services, live change events
 // (Server-Sent Events) and WebSockets for terminals. Every request passes guard.ts first.
-import { readdirSync, readFileSync, statSync, createReadStream } from 'node:fs';
+import { readdirSync, statSync, createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { dirname, extname, join } from 'node:path';
@@ -32,7 +32,6 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
   '.map': 'application/json',
 };
 
-const ICON_TYPES: Readonly<Record<string, string>> = { '.png': 'image/png', '.svg': 'image/svg+xml', '.xpm': 'image/x-xpixmap' };
 
 /** The built page next to the compiled server: dist/src/web/server.js -> dist/web. */
 export function defaultStaticDir(): string {
@@ -251,7 +250,7 @@ export class WebServer {
     else if (get && path === '/api/trusted') sendJson(response, 200, services.trusted());
     else if (get && path === '/api/shared') sendJson(response, 200, services.shared());
     else if (get && path === '/api/events') this.#subscribe(response);
-    else if (get && (match = /^\/api\/icons\/([A-Za-z0-9._-]{1,128})$/.exec(path)) !== null) this.#icon(match[1] ?? '', response);
+    else if (get && (match = /^\/api\/icons\/([A-Za-z0-9._-]{1,128})$/.exec(path)) !== null) await this.#icon(match[1] ?? '', url.searchParams.get('peer') ?? undefined, response);
     else if (post && (match = /^\/api\/requests\/([0-9a-f]{1,32})$/.exec(path)) !== null) {
       const decision = field(await readJson(request), 'decision');
       if (decision !== 'allow' && decision !== 'always' && decision !== 'deny') throw new EbpError('USAGE', 'decision must be allow, always or deny');
@@ -269,19 +268,17 @@ export class WebServer {
     } else throw new EbpError('NOT_FOUND', `no ${method} ${path.slice(0, 80)} here`);
   }
 
-  #icon(appId: string, response: ServerResponse): void {
-    const file = this.#options.services.iconFile(appId);
-    const type = file === undefined ? undefined : ICON_TYPES[extname(file)];
-    if (file === undefined || type === undefined) throw new EbpError('NOT_FOUND', `no icon for "${appId}"`);
-    let data: Buffer;
-    try {
-      data = readFileSync(file);
-    } catch (error) {
-      throw new EbpError('NOT_FOUND', `the icon of "${appId}" cannot be read`, { cause: error });
-    }
-    // An SVG could carry script: served with its own sandboxing CSP, and shown only via <img>.
-    response.writeHead(200, { 'Content-Type': type, 'Content-Length': data.length, 'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; sandbox" });
-    response.end(data);
+  async #icon(appId: string, peer: string | undefined, response: ServerResponse): Promise<void> {
+    if (peer !== undefined && !/^[A-Za-z0-9:+/=.@[\]_ -]{1,128}$/.test(peer)) throw new EbpError('USAGE', 'peer must be a fingerprint, a name or HOST:PORT');
+    const icon = await this.#options.services.icon(appId, peer);
+    if (icon === undefined) throw new EbpError('NOT_FOUND', `no icon for "${appId}"`);
+    // An SVG could carry script: served with a sandboxing CSP of its own, shown only via <img>.
+    response.writeHead(200, {
+      'Content-Type': icon.type, 'Content-Length': icon.data.length,
+      'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+      'Cache-Control': 'private, max-age=300',
+    });
+    response.end(icon.data);
   }
 
   #subscribe(response: ServerResponse): void {

@@ -3,6 +3,7 @@
 // routes only translate; they hold no logic of their own.
 import type { AppView } from '../daemon/catalog-source.js';
 import type { VncDisplay } from '../display/vnc.js';
+import type { IconData } from '../catalog/icon-file.js';
 import type { Decision, PendingRequest } from '../host/approvals.js';
 import type { SessionView } from '../host/sessions.js';
 import type { PeerStatus } from '../peer/directory.js';
@@ -52,8 +53,8 @@ export interface WebServices {
   untrust(id: string): Promise<unknown>;
   shared(): readonly SharedAppView[];
   setShared(appId: string, shared: boolean): Promise<SharedAppView>;
-  /** The icon file of one of this machine's apps, or undefined. */
-  iconFile(appId: string): string | undefined;
+  /** An app's icon: this machine's (no peer), or a peer's (validated, cached), or undefined. */
+  icon(appId: string, peer: string | undefined): Promise<IconData | undefined>;
   /** Runs an app on a peer in a terminal (the daemon's SSH connection to it). */
   openTerminal(peer: string, appId: string, size: TerminalSize): Promise<RemoteProcess>;
   /** Runs an app on a peer on its own display; stdout/stdin carry the RFB stream. */

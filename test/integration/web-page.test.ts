@@ -68,6 +68,10 @@ describe('the pool in the browser', { skip: SKIP }, () => {
     assert.match(await beta.innerText(), /this machine/);
     assert.equal(await beta.getByRole('button', { name: 'Run Cat on beta' }).count(), 1);
     assert.ok(await alpha.locator('button.app').count() >= 5, 'alpha shares the test apps');
+    // A peer's icon comes over SSH (ebp:icon) through beta: it loads as an image.
+    const icon = alpha.getByRole('button', { name: 'Run Chromium Web Browser on alpha' }).locator('img.icon');
+    await icon.scrollIntoViewIfNeeded();
+    await waitUntil(async () => (await icon.evaluate((node) => (node as unknown as { naturalWidth: number }).naturalWidth)) > 0 || undefined, 15_000, 'alpha\'s Chromium icon');
     await shot(personPage, '01-pool');
 
     await personPage.getByLabel('Search the pool').fill('shell');

@@ -2,6 +2,7 @@
 // display shim's argument vector (the app's words stay separate arguments, never shell text).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { parseIconAnswer } from '../../src/catalog/icon-file.js';
 import { parseDisplayRequest, vncLaunchArgv } from '../../src/display/vnc.js';
 import { parseDisplayQuery } from '../../src/web/display.js';
 import { parseTerminalQuery } from '../../src/web/terminal.js';
@@ -29,4 +30,16 @@ test('the display shim takes the app as separate arguments after its own', () =>
   assert.equal(argv[4], '640x480');
   assert.deepEqual(argv.slice(6), ['/usr/bin/xclock', '-update', '1', '$(reboot)']);
   assert.doesNotMatch(argv[2] ?? '', /xclock|reboot/, 'nothing of the app is in the script');
+});
+
+test('a peer\'s icon answer is checked like any untrusted input', () => {
+  const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(16)]);
+  const answer = (type: string, data: Buffer): string => JSON.stringify({ type, data: data.toString('base64') });
+  assert.deepEqual(parseIconAnswer(answer('image/png', png))?.data, png);
+  assert.equal(parseIconAnswer(answer('image/svg+xml', Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>')))?.type, 'image/svg+xml');
+  assert.equal(parseIconAnswer(answer('image/png', Buffer.from('<html><script>alert(1)</script>'))), undefined, 'not a PNG');
+  assert.equal(parseIconAnswer(answer('text/html', Buffer.from('<svg>'))), undefined, 'not an image type');
+  assert.equal(parseIconAnswer(answer('image/png', Buffer.concat([png, Buffer.alloc(300 * 1024)]))), undefined, 'too large');
+  assert.equal(parseIconAnswer('not json'), undefined);
+  assert.equal(parseIconAnswer('{"type":"image/png","data":5}'), undefined);
 });

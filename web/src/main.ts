@@ -19,7 +19,17 @@ function report(error: unknown): void {
 // ---- The pool -------------------------------------------------------------------------------
 
 function appIcon(peer: PoolPeer, app: AppView): HTMLElement {
-  if (peer.status === 'self' && app.hasIcon) return el('img', { class: 'icon', src: `/api/icons/${encodeURIComponent(app.id)}`, alt: '' });
+  if (app.hasIcon) {
+    const query = peer.status === 'self' ? '' : `?peer=${encodeURIComponent(peer.target)}`;
+    const image = el('img', { class: 'icon', src: `/api/icons/${encodeURIComponent(app.id)}${query}`, alt: '', loading: 'lazy' });
+    // A peer without the icon after all: the letter instead.
+    image.addEventListener('error', () => { image.replaceWith(letterIcon(app)); }, { once: true });
+    return image;
+  }
+  return letterIcon(app);
+}
+
+function letterIcon(app: AppView): HTMLElement {
   const letter = el('span', { class: 'icon letter', 'aria-hidden': 'true', text: (app.name.trim()[0] ?? '?').toUpperCase() });
   letter.dataset['hue'] = String(Array.from(app.id, (c) => c.charCodeAt(0)).reduce((sum, code) => sum + code, 0) % 8);
   return letter;
