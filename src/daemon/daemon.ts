@@ -68,10 +68,19 @@ const ICON_CACHE = 512;
 const POOL_WATCH_MS = 1000;
 
 /** The web page, when on: its token made or read first. */
-async function startWeb(options: { ui: { port: number } | false; stateDir: string; log: Logger; services: WebServices }): Promise<WebServer | undefined> {
+async function startWeb(options: { ui: { port: number } | false; explicit: boolean; stateDir: string; log: Logger; services: WebServices }): Promise<WebServer | undefined> {
   if (options.ui === false) return undefined;
   const token = await loadOrCreateToken(options.stateDir);
-  return WebServer.listen({ port: options.ui.port, token, services: options.services, log: options.log });
+  try {
+    return await WebServer.listen({ port: options.ui.port, token, services: options.services, log: options.log });
+  } catch (error) {
+    // Another daemon on this machine (a test, a second user) has the default port: the daemon
+    // still shares its apps; only a port asked for on the command line is a reason to stop.
+    const code = error instanceof Error && error.cause instanceof Error ? (error.cause as NodeJS.ErrnoException).code : undefined;
+    if (options.explicit || code !== 'EADDRINUSE') throw error;
+    options.log('ui-unavailable', { port: options.ui.port, reason: 'the port is in use', fix: 'ebp up --ui-port N' });
+    return undefined;
+  }
 }
 
 /** How many launches may run at once on this host. */
@@ -345,7 +354,7 @@ export class Daemon {
     /** Peers' icons, fetched once each (bounded). */
     const icons = new Map<string, IconData | undefined>();
     const web = await startWeb({
-      ui: options.ui ?? (config.ui.enabled ? { port: config.ui.port } : false), stateDir: paths.stateDir, log,
+      ui: options.ui ?? (config.ui.enabled ? { port: config.ui.port } : false), explicit: options.ui !== undefined, stateDir: paths.stateDir, log,
       services: {
         pool: async () => {
           const selfName = discovery?.instanceName ?? name;
@@ -432,7 +441,11 @@ export class Daemon {
     poolWatch.unref();
     timers.push(poolWatch);
     const ui = (): { url: string; port: number } => {
-      if (web === undefined) throw new EbpError('USAGE', 'the web page is off in this daemon', { hint: 'restart it without --no-ui (or with [ui] enabled = true)' });
+      if (web === undefined) {
+        throw new EbpError('USAGE', 'this daemon serves no web page: it is turned off, or its port was in use (the daemon\'s log says which)', {
+          hint: 'restart it with --ui-port N (a free port), without --no-ui, or with [ui] enabled = true',
+        });
+      }
       return { url: web.url, port: web.port };
     };
     const control = await ControlServer.listen(controlSocketPath(paths.runtimeDir), { ...handlers, ui }, streams);

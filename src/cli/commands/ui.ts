@@ -11,7 +11,7 @@ export const uiCommand: Command = {
   usage: 'ebp ui [--print-url]',
   description: `
 Opens the running daemon's web page in the browser: every peer with its apps, search, launches
-in the page (terminal apps in a terminal), and this machine's approvals, sessions, shared apps
+in the page (terminal apps in a terminal, the others on a display of their own), and this machine's approvals, sessions, shared apps
 and trusted keys. The page listens on 127.0.0.1 only and needs a secret token, which the URL
 carries once (the browser then keeps it in a cookie). Treat the URL like a password.`,
   options: {
