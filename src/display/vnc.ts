@@ -4,6 +4,7 @@
 // Xvnc on a Unix socket inside the sandbox's own /tmp, a small relay (perl, part of every Debian
 // base system) between that socket and stdio, then the app on that display; whichever of the app
 // and the viewer ends first ends the others.
+import { existsSync } from 'node:fs';
 import { EbpError } from '../lib/errors.js';
 
 export interface VncDisplay {
@@ -74,8 +75,18 @@ const SHIM = [
   'exit $status',
 ].join('\n');
 
+/** The programs the shim needs on this host (the sandbox sees the host's /usr). */
+export function vncProblem(): string | undefined {
+  for (const program of ['/usr/bin/Xvnc', '/usr/bin/perl']) if (!existsSync(program)) return program;
+  return undefined;
+}
+
 /** The sandbox command that runs `argv` on its own VNC display. */
 export function vncLaunchArgv(argv: readonly string[], display: VncDisplay): string[] {
   if (argv.length === 0) throw new EbpError('USAGE', 'no command for the display');
+  const missing = vncProblem();
+  if (missing !== undefined) {
+    throw new EbpError('SANDBOX_UNSUPPORTED', `this host cannot show apps in a browser: ${missing} is missing`, { hint: 'the host\'s owner installs tigervnc-standalone-server (Xvnc) and perl' });
+  }
   return ['/bin/sh', '-c', SHIM, 'ebp-vnc', `${display.width}x${display.height}`, RELAY, ...argv];
 }
