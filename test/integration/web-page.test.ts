@@ -10,12 +10,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
-import { ebpOk, poolCleanup, sessionsOf, STANDARD_APPS, waitUntil } from './helpers/pool.js';
+import { ebpOk, poolCleanup, sessionsOf, STANDARD_APPS, trustClient, waitUntil } from './helpers/pool.js';
 import { startWebDaemon, type WebDaemon } from './helpers/web.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SKIP = !IS_ROOT ? 'needs root (sandboxes run as the ebp-sandbox user)' : !existsSync(CHROMIUM) ? `needs ${CHROMIUM}` : false;
 const ARTIFACTS = process.env['EBP_ARTIFACTS'] ?? join(tmpdir(), 'ebp-web-artifacts');
+
+/** xterm showing CLIPWORD on its first line, then "got" + each line it reads (for the clipboard test). */
+const CLIP_APP = { id: 'clipterm', name: 'Clip terminal', exec: 'xterm -geometry 60x8+0+0 -e sh -c "echo CLIPWORD; while read l; do echo got\\$l; done"' };
 
 let host: WebDaemon;
 let person: WebDaemon;
@@ -46,7 +49,7 @@ before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   await setupOnce();
   [host, person] = await Promise.all([
-    startWebDaemon('wa', { name: 'alpha', policy: 'ask', timeout: '60s', apps: [...STANDARD_APPS, { id: 'xclock', name: 'Clock', exec: 'xclock -update 1' }] }),
+    startWebDaemon('wa', { name: 'alpha', policy: 'ask', timeout: '60s', apps: [...STANDARD_APPS, { id: 'xclock', name: 'Clock', exec: 'xclock -update 1' }, CLIP_APP] }),
     startWebDaemon('wb', { name: 'beta', policy: 'ask', apps: [{ id: 'cat', name: 'Cat', exec: 'cat' }] }),
   ]);
   await ebpOk(person.stateDir, ['peers', 'add', host.endpoint]);
@@ -172,6 +175,36 @@ describe('the pool in the browser', { skip: SKIP }, () => {
     await session.waitFor({ timeout: 10_000 });
     await window.getByRole('button', { name: 'Close Clock' }).click();
     await session.waitFor({ state: 'detached', timeout: 15_000 });
+  });
+
+  test('the display\'s clipboard goes both ways (xterm: select to copy, Shift+Insert to paste)', { timeout: 90_000, skip: existsSync('/usr/bin/xterm') ? false : 'needs xterm' }, async () => {
+    await trustClient(host, person.stateDir);
+    await personPage.getByRole('button', { name: 'Run Clip terminal on alpha' }).click();
+    const window = personPage.locator('section.window[data-app="clipterm"]');
+    await window.locator('.status', { hasText: 'running' }).waitFor({ timeout: 20_000 });
+    const canvas = window.locator('.vnc canvas');
+    const clipboard = window.getByLabel('Clipboard');
+    // xterm's default font is 6x13 pixels: line N (from 1) is around y = 13 * N - 5.
+    const lineY = (line: number): number => 13 * line - 5;
+    await waitUntil(async () => {
+      await canvas.dblclick({ position: { x: 20, y: lineY(1) } });
+      return (await clipboard.inputValue()) === 'CLIPWORD' || undefined;
+    }, 20_000, 'CLIPWORD selected in xterm arriving in the page\'s clipboard box');
+    await shot(personPage, '11-clipboard-from-app');
+
+    await clipboard.fill('pasted42');
+    await window.getByRole('button', { name: 'Paste into the app' }).click();
+    await canvas.hover({ position: { x: 100, y: lineY(4) } });
+    await personPage.keyboard.press('Shift+Insert');
+    await personPage.keyboard.press('Enter');
+    await waitUntil(async () => {
+      await canvas.dblclick({ position: { x: 20, y: lineY(3) } });
+      return (await clipboard.inputValue()) === 'gotpasted42' || undefined;
+    }, 20_000, 'the pasted text read by the app and selected back');
+    await shot(personPage, '12-clipboard-both-ways');
+    await window.getByRole('button', { name: 'Close Clip terminal' }).click();
+    await ebpOk(host.stateDir, ['untrust', person.fingerprint]);
+    await waitUntil(async () => (await sessionsOf(host)).length === 0 || undefined, 15_000, 'the session to end');
   });
 
   test('keyboard only, on a phone-sized screen: search, run an app with Enter; the owner denies it', { timeout: 60_000 }, async () => {
