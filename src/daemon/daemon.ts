@@ -243,32 +243,98 @@ export class Daemon {
     for (const timer of timers) timer.unref();
     void directory.checkStatic();
 
-    const handlers = {
-      status: () => ({ name, id: identity.fingerprint, port: ssh.port, sessions: sessions.count, capacity: sessions.capacity, apps: shared().apps.length, catalogVersion: shared().version }),
-      apps: () => catalogView(shared()),
-      requests: () => approvals.list(),
-      decide: (params: Record<string, unknown>) => {
-        const decision = text(params, 'decision');
-        if (decision !== 'allow' && decision !== 'always' && decision !== 'deny') throw new EbpError('USAGE', `unknown decision "${decision}"`);
-        return approvals.decide(text(params, 'id'), decision satisfies Decision);
+    /** Peers' icons, fetched once each (bounded). */
+    const icons = new Map<string, IconData | undefined>();
+    // The web page's service layer; the control socket's handlers below call the same functions.
+    const services: WebServices = {
+      pool: async () => {
+        const selfName = discovery?.instanceName ?? name;
+        const self: PoolPeer = {
+          target: endpointText({ host: options.host ?? '127.0.0.1', port: ssh.port }), name: selfName, id: identity.fingerprint, status: 'self', trusted: true,
+          load: `${sessions.count}/${sessions.capacity}`, apps: catalogView(shared()).apps,
+        };
+        const peers = await Promise.all(directory.list().map(async (view): Promise<PoolPeer> => {
+          const base = { target: view.id ?? `${view.addresses[0] ?? ''}:${view.port}`, name: view.name, id: view.id, status: view.status, trusted: view.trusted, load: view.load };
+          if (!usable(view)) return { ...base, apps: [], problem: view.status };
+          try {
+            return { ...base, apps: await peerCatalog(view) };
+          } catch (error) {
+            return { ...base, apps: [], problem: error instanceof Error ? error.message : String(error) };
+          }
+        }));
+        return { self: { name: selfName, id: identity.fingerprint }, peers: [self, ...peers] };
       },
-      sessions: async () => sessions.list(),
-      stop: async (params: Record<string, unknown>) => {
-        const exit = await sessions.stop(text(params, 'id'));
+      requests: () => approvals.list(),
+      decide: (id, decision) => approvals.decide(id, decision),
+      sessions: () => sessions.list(),
+      stop: async (id) => {
+        const exit = await sessions.stop(id);
         return { code: exit.code, reason: exit.reason };
       },
       trusted: () => trust.list(),
+      untrust: async (id) => {
+        const removed = await trust.remove(id);
+        changed('trusted');
+        return removed;
+      },
+      shared: () => catalogView(catalog).apps.map((app) => ({ ...app, shared: !withheld.has(app.id) })),
+      setShared: async (appId, on) => {
+        const app = catalog.get(appId);
+        if (app === undefined) throw new EbpError('NOT_FOUND', `this machine has no app "${appId.slice(0, 64)}"`);
+        await withheld.set(appId, !on);
+        announce();
+        changed('shared');
+        changed('pool');
+        return { ...appView(app), shared: on };
+      },
+      icon: async (appId, peer) => {
+        if (peer === undefined) return readIconFile(shared().get(appId)?.iconPath);
+        const key = `${peer}\n${appId}`;
+        if (icons.has(key)) return icons.get(key);
+        const { connection } = await connect(peer);
+        let icon: IconData | undefined;
+        try {
+          icon = parseIconAnswer(await connection.query(joinShellWords(['ebp:icon', appId])));
+        } catch {
+          icon = undefined; // the peer has none: remembered as such
+        }
+        if (icons.size >= ICON_CACHE) icons.clear();
+        icons.set(key, icon);
+        return icon;
+      },
+      openTerminal: async (peer, appId, size) => {
+        const { connection } = await connect(peer);
+        return connection.exec(joinShellWords([appId]), { pty: { term: 'xterm-256color', cols: size.cols, rows: size.rows }, env: {} });
+      },
+      openDisplay: async (peer, appId, display) => {
+        const { connection } = await connect(peer);
+        return connection.exec(joinShellWords([appId]), { env: { [DISPLAY_ENV]: displayRequestText(display) } });
+      },
+      onChange: (listener) => {
+        changes.on('change', listener);
+        return () => { changes.off('change', listener); };
+      },
+    };
+
+    const handlers = {
+      status: () => ({ name, id: identity.fingerprint, port: ssh.port, sessions: sessions.count, capacity: sessions.capacity, apps: shared().apps.length, catalogVersion: shared().version }),
+      apps: () => catalogView(shared()),
+      requests: () => services.requests(),
+      decide: (params: Record<string, unknown>) => {
+        const decision = text(params, 'decision');
+        if (decision !== 'allow' && decision !== 'always' && decision !== 'deny') throw new EbpError('USAGE', `unknown decision "${decision}"`);
+        return services.decide(text(params, 'id'), decision satisfies Decision);
+      },
+      sessions: async () => services.sessions(),
+      stop: async (params: Record<string, unknown>) => services.stop(text(params, 'id')),
+      trusted: () => services.trusted(),
       trust: async (params: Record<string, unknown>) => {
         const nameParam = params['name'];
         const added = await trust.add(text(params, 'key'), typeof nameParam === 'string' ? { name: nameParam } : {});
         changed('trusted');
         return added;
       },
-      untrust: async (params: Record<string, unknown>) => {
-        const removed = await trust.remove(text(params, 'id'));
-        changed('trusted');
-        return removed;
-      },
+      untrust: async (params: Record<string, unknown>) => services.untrust(text(params, 'id')),
       query: async (params: Record<string, unknown>) => {
         const query = text(params, 'query');
         if (!/^ebp:[a-z]+$/.test(query)) throw new EbpError('USAGE', `unknown query "${query.slice(0, 32)}"`);
@@ -351,79 +417,9 @@ export class Daemon {
         await relayToProcess(socket, remote, leftover);
       },
     };
-    /** Peers' icons, fetched once each (bounded). */
-    const icons = new Map<string, IconData | undefined>();
     const web = await startWeb({
       ui: options.ui ?? (config.ui.enabled ? { port: config.ui.port } : false), explicit: options.ui !== undefined, stateDir: paths.stateDir, log,
-      services: {
-        pool: async () => {
-          const selfName = discovery?.instanceName ?? name;
-          const self: PoolPeer = {
-            target: endpointText({ host: options.host ?? '127.0.0.1', port: ssh.port }), name: selfName, id: identity.fingerprint, status: 'self', trusted: true,
-            load: `${sessions.count}/${sessions.capacity}`, apps: catalogView(shared()).apps,
-          };
-          const peers = await Promise.all(directory.list().map(async (view): Promise<PoolPeer> => {
-            const base = { target: view.id ?? `${view.addresses[0] ?? ''}:${view.port}`, name: view.name, id: view.id, status: view.status, trusted: view.trusted, load: view.load };
-            if (!usable(view)) return { ...base, apps: [], problem: view.status };
-            try {
-              return { ...base, apps: await peerCatalog(view) };
-            } catch (error) {
-              return { ...base, apps: [], problem: error instanceof Error ? error.message : String(error) };
-            }
-          }));
-          return { self: { name: selfName, id: identity.fingerprint }, peers: [self, ...peers] };
-        },
-        requests: () => approvals.list(),
-        decide: (id, decision) => approvals.decide(id, decision),
-        sessions: () => sessions.list(),
-        stop: async (id) => {
-          const exit = await sessions.stop(id);
-          return { code: exit.code, reason: exit.reason };
-        },
-        trusted: () => trust.list(),
-        untrust: async (id) => {
-          const removed = await trust.remove(id);
-          changed('trusted');
-          return removed;
-        },
-        shared: () => catalogView(catalog).apps.map((app) => ({ ...app, shared: !withheld.has(app.id) })),
-        setShared: async (appId, on) => {
-          const app = catalog.get(appId);
-          if (app === undefined) throw new EbpError('NOT_FOUND', `this machine has no app "${appId.slice(0, 64)}"`);
-          await withheld.set(appId, !on);
-          announce();
-          changed('shared');
-          changed('pool');
-          return { ...appView(app), shared: on };
-        },
-        icon: async (appId, peer) => {
-          if (peer === undefined) return readIconFile(shared().get(appId)?.iconPath);
-          const key = `${peer}\n${appId}`;
-          if (icons.has(key)) return icons.get(key);
-          const { connection } = await connect(peer);
-          let icon: IconData | undefined;
-          try {
-            icon = parseIconAnswer(await connection.query(joinShellWords(['ebp:icon', appId])));
-          } catch {
-            icon = undefined; // the peer has none: remembered as such
-          }
-          if (icons.size >= ICON_CACHE) icons.clear();
-          icons.set(key, icon);
-          return icon;
-        },
-        openTerminal: async (peer, appId, size) => {
-          const { connection } = await connect(peer);
-          return connection.exec(joinShellWords([appId]), { pty: { term: 'xterm-256color', cols: size.cols, rows: size.rows }, env: {} });
-        },
-        openDisplay: async (peer, appId, display) => {
-          const { connection } = await connect(peer);
-          return connection.exec(joinShellWords([appId]), { env: { [DISPLAY_ENV]: displayRequestText(display) } });
-        },
-        onChange: (listener) => {
-          changes.on('change', listener);
-          return () => { changes.off('change', listener); };
-        },
-      },
+      services,
     });
     approvals.on('added', () => { changed('requests'); });
     approvals.on('settled', () => { changed('requests'); });
