@@ -52,9 +52,10 @@ before(async () => {
     startWebDaemon('wa', { name: 'alpha', policy: 'ask', timeout: '60s', apps: [...STANDARD_APPS, { id: 'xclock', name: 'Clock', exec: 'xclock -update 1' }, CLIP_APP] }),
     startWebDaemon('wb', { name: 'beta', policy: 'ask', apps: [{ id: 'cat', name: 'Cat', exec: 'cat' }] }),
   ]);
-  await ebpOk(person.stateDir, ['peers', 'add', host.endpoint]);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   [hostPage, personPage] = await Promise.all([openPage(host), openPage(person)]);
+  // After the pages are open: alpha must arrive in beta's page live.
+  await ebpOk(person.stateDir, ['peers', 'add', host.endpoint]);
 });
 
 after(async () => {
@@ -63,7 +64,7 @@ after(async () => {
 });
 
 describe('the pool in the browser', { skip: SKIP }, () => {
-  test('the page lists every peer with its apps, and search filters them', { timeout: 60_000 }, async () => {
+  test('the page lists every peer with its apps (one arriving live), and search filters them', { timeout: 60_000 }, async () => {
     const alpha = personPage.locator('section.peer[data-peer="alpha"]');
     await alpha.waitFor({ timeout: 20_000 });
     await alpha.getByRole('button', { name: 'Run Shell on alpha' }).waitFor({ timeout: 20_000 });
@@ -269,5 +270,15 @@ describe('the pool in the browser', { skip: SKIP }, () => {
     await personPage.getByRole('button', { name: 'Run Echo on alpha' }).waitFor({ state: 'detached', timeout: 30_000 });
     await hostPage.getByLabel('Echo', { exact: true }).check();
     await personPage.getByRole('button', { name: 'Run Echo on alpha' }).waitFor({ timeout: 30_000 });
+  });
+
+  test('a peer that goes away is shown as gone, live', { timeout: 60_000 }, async () => {
+    await host.stop();
+    // A static peer that does not answer is known by its address only.
+    const gone = personPage.locator(`section.peer[data-peer="${host.endpoint}"]`);
+    await gone.locator('.badge', { hasText: 'unreachable' }).waitFor({ timeout: 40_000 });
+    assert.equal(await gone.locator('button.app').count(), 0, 'no app of a peer that is gone');
+    assert.equal(await personPage.locator('section.peer[data-peer="alpha"]').count(), 0);
+    await shot(personPage, '13-peer-gone');
   });
 });

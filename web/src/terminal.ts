@@ -14,6 +14,8 @@ export function openTerminal(container: HTMLElement, target: { peer: string; app
   const fit = new FitAddon();
   terminal.loadAddon(fit);
   terminal.open(container);
+  container.setAttribute('role', 'group');
+  container.setAttribute('aria-label', `terminal of ${target.app}`);
   fit.fit();
   // Ctrl+Shift+C / Ctrl+Shift+V copy and paste (plain Ctrl+C goes to the app, as in a terminal).
   terminal.attachCustomKeyEventHandler((event) => {
