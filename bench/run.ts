@@ -2,7 +2,8 @@
 // run on this machine, each reported as a ratio against its anchor. Markdown table on stdout, all
 // figures in bench/results/latest.json (latest-PARTS.json with --only). As root, sandboxes run as
 // the ebp-sandbox user (ebp setup is run first; it is idempotent).
-// PARTS: a comma list of spawn, cli, memory, cold, launch, x11; `sandbox` is the first four.
+// PARTS: a comma list of spawn, cli, memory, cold, launch, x11; `sandbox` is the first four; `pool`
+// and `web` (bench/pool.ts, bench/web.ts) run on their own.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -46,13 +47,13 @@ interface Settings {
   };
 }
 
-const USAGE = 'usage: node dist/bench/run.js [--quick] [--only spawn,cli,memory,cold,launch,x11|sandbox|pool]\n';
+const USAGE = 'usage: node dist/bench/run.js [--quick] [--only spawn,cli,memory,cold,launch,x11|sandbox|pool|web]\n';
 
 function parseParts(text: string): Set<Part> {
   const parts = new Set<Part>();
   for (const word of text.split(',').map((item) => item.trim()).filter((item) => item !== '')) {
     if (word === 'sandbox') for (const part of SANDBOX_PARTS) parts.add(part);
-    else if (word === 'pool') continue; // bench/pool.ts, run at the end of this file
+    else if (word === 'pool' || word === 'web') continue; // bench/pool.ts and bench/web.ts, run at the end of this file
     else if ((PARTS as readonly string[]).includes(word)) parts.add(word as Part);
     else {
       process.stderr.write(`${USAGE}unknown part: ${word}\n`);
@@ -352,3 +353,5 @@ await main();
 // and not when --only names another benchmark.
 const onlyIndex = process.argv.indexOf('--only');
 if (process.getuid?.() === 0 && (onlyIndex < 0 || process.argv[onlyIndex + 1] === 'pool')) await (await import('./pool.js')).main(process.argv.slice(2));
+// Apps in the web page (bench/web.ts): Chromium against two daemons on 127.0.0.1; root only.
+if (process.getuid?.() === 0 && (onlyIndex < 0 || process.argv[onlyIndex + 1] === 'web')) await (await import('./web.js')).main(process.argv.slice(2));

@@ -132,6 +132,8 @@ function ensureNodeModules() {
 function build() {
   log('building (tsc)');
   mustRun(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+  log('building the web page (vite)');
+  mustRun(process.execPath, [join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'web/vite.config.mjs', '--logLevel', 'warn']);
 }
 
 function ebp(args) {

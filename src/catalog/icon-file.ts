@@ -64,3 +64,39 @@ export async function readAppIcon(app: SharedApp): Promise<IconFile> {
     await handle.close();
   }
 }
+
+/** The app's icon, or undefined when it has none that may be served. */
+export async function iconIfAny(app: SharedApp | undefined): Promise<IconFile | undefined> {
+  if (app === undefined) return undefined;
+  try {
+    return await readAppIcon(app);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A peer's `ebp:icon` answer ({"type", "data" (base64)}), checked like a local file: a known type,
+ * at most MAX_ICON_BYTES, content that is what the type says. Undefined when it is none of that.
+ */
+export function parseIconAnswer(text: string): IconFile | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { type, data } = value as Record<string, unknown>;
+  if (typeof type !== 'string' || typeof data !== 'string') return undefined;
+  if (data.length > Math.ceil(MAX_ICON_BYTES / 3) * 4 || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) return undefined;
+  const known = iconTypeOf(`.${type.split('/')[1]?.replace('svg+xml', 'svg').replace('x-xpixmap', 'xpm') ?? ''}`);
+  if (known === undefined || known !== type) return undefined;
+  const bytes = Buffer.from(data, 'base64');
+  return iconContentMatches(known, bytes) ? { type: known, data: bytes } : undefined;
+}
+
+/** What a browser's <img> can show (PNG, SVG); an XPM icon is left out of the page. */
+export function browserIcon(icon: IconFile | undefined): IconFile | undefined {
+  return icon?.type === 'image/png' || icon?.type === 'image/svg+xml' ? icon : undefined;
+}

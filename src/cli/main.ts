@@ -32,6 +32,7 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'deny', summary: 'deny a pending launch', load: async () => (await import('./commands/requests.js')).denyCommand },
   { name: 'sessions', summary: 'list the apps peers are running on this host', load: async () => (await import('./commands/sessions.js')).sessionsCommand },
   { name: 'stop', summary: 'end a running session', load: async () => (await import('./commands/sessions.js')).stopCommand },
+  { name: 'ui', summary: 'open the pool in the browser (the local web page)', load: async () => (await import('./commands/ui.js')).uiCommand },
   { name: 'sandbox', summary: 'run a command in a fresh sandbox, exactly as a remote launch runs', load: async () => (await import('./commands/sandbox.js')).sandboxCommand },
   { name: 'doctor', summary: 'check this host: sandbox engine, namespaces, cgroups, seccomp, files, X', load: async () => (await import('./commands/doctor.js')).doctorCommand },
   { name: 'setup', summary: 'prepare this host once, as root (sandbox user, cgroups, state folders)', load: async () => (await import('./commands/setup.js')).setupCommand },

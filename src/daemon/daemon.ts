@@ -24,13 +24,19 @@ import { PeerPool } from '../transport/peer-pool.js';
 import { joinShellWords } from '../transport/shell-words.js';
 import { endpointText, type PeerConnection } from '../transport/ssh-client.js';
 import { SshServer } from '../transport/ssh-server.js';
-import { readAppIcon } from '../catalog/icon-file.js';
-import { catalogFromConfig, catalogView, type AppView } from './catalog-source.js';
+import { appView, catalogFromConfig, catalogView, type AppView } from './catalog-source.js';
 import { relaySandbox } from './local-sandbox.js';
 import { Discovery, PROTOCOL_VERSION, type PeerTxt } from '../discovery/index.js';
 import { PeerDirectory, type PeerStatusAnswer, type PeerTarget, type PeerView } from '../peer/directory.js';
 import { StaticPeers } from '../peer/static-peers.js';
 import { resolveWithFallback } from '../peer/fallback.js';
+import { EventEmitter } from 'node:events';
+import { loadOrCreateToken } from '../web/token.js';
+import { WebServer } from '../web/server.js';
+import type { ChangeTopic, PoolPeer, WebServices } from '../web/services.js';
+import { Withheld } from './withheld.js';
+import { browserIcon, iconIfAny, parseIconAnswer, readAppIcon, type IconFile } from '../catalog/icon-file.js';
+import { DISPLAY_ENV, displayRequestText } from '../display/vnc.js';
 
 export interface DaemonOptions {
   readonly paths: StatePaths;
@@ -47,6 +53,8 @@ export interface DaemonOptions {
   readonly interfaces?: readonly string[];
   /** TTL of our DNS-SD records (tests use short ones). */
   readonly discoveryTtlSeconds?: number;
+  /** The local web page: its port (0 picks one), or false for none. Default: the config's. */
+  readonly ui?: { readonly port: number } | false;
 }
 
 /** Empty sandbox cgroups older than this were left by a killed daemon. */
@@ -54,6 +62,28 @@ const STALE_CGROUP_MS = 5 * 60_000;
 
 /** Static peers are asked how they are this often. */
 const STATIC_CHECK_MS = 15_000;
+
+/** Peers' icons kept at most (the cache starts over when full). */
+const ICON_CACHE = 512;
+
+/** How often the page's pool view checks the directory for changes. */
+const POOL_WATCH_MS = 1000;
+
+/** The web page, when on: its token made or read first. */
+async function startWeb(options: { ui: { port: number } | false; explicit: boolean; stateDir: string; log: Logger; services: WebServices }): Promise<WebServer | undefined> {
+  if (options.ui === false) return undefined;
+  const token = await loadOrCreateToken(options.stateDir);
+  try {
+    return await WebServer.listen({ port: options.ui.port, token, services: options.services, log: options.log });
+  } catch (error) {
+    // Another daemon on this machine (a test, a second user) has the default port: the daemon
+    // still shares its apps; only a port asked for on the command line is a reason to stop.
+    const code = error instanceof Error && error.cause instanceof Error ? (error.cause as NodeJS.ErrnoException).code : undefined;
+    if (options.explicit || code !== 'EADDRINUSE') throw error;
+    options.log('ui-unavailable', { port: options.ui.port, reason: 'the port is in use', fix: 'ebp up --ui-port N' });
+    return undefined;
+  }
+}
 
 /** How many launches may run at once on this host. */
 const DEFAULT_CAPACITY = 32;
@@ -76,12 +106,13 @@ export class Daemon {
   readonly #log: Logger;
   readonly #discovery: Discovery | undefined;
   readonly #timers: NodeJS.Timeout[];
+  readonly #web: WebServer | undefined;
   #catalog: Catalog;
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
     identity: Identity; config: Config; name: string; ssh: SshServer; control: ControlServer; sessions: Sessions;
-    approvals: Approvals; pool: PeerPool; log: Logger; catalog: Catalog; discovery: Discovery | undefined; timers: NodeJS.Timeout[];
+    approvals: Approvals; pool: PeerPool; log: Logger; catalog: Catalog; discovery: Discovery | undefined; timers: NodeJS.Timeout[]; web: WebServer | undefined;
   }) {
     this.identity = parts.identity;
     this.config = parts.config;
@@ -95,6 +126,7 @@ export class Daemon {
     this.#catalog = parts.catalog;
     this.#discovery = parts.discovery;
     this.#timers = parts.timers;
+    this.#web = parts.web;
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -113,8 +145,16 @@ export class Daemon {
     const approvals = new Approvals({ timeoutMs: config.approval.timeoutMs, ratePerMinute: config.approval.rateLimit });
     const sessions = new Sessions({ capacity: DEFAULT_CAPACITY });
     const audit = new AuditLog(auditLogPath(paths.stateDir));
+    // What changed, for the web page's live view.
+    const changes = new EventEmitter<{ change: [ChangeTopic] }>();
+    const changed = (topic: ChangeTopic): void => {
+      changes.emit('change', topic);
+    };
+    // What peers see and may launch: the catalogue less the apps the owner switched off.
+    const withheld = Withheld.open(paths.stateDir);
+    const shared = (): Catalog => withheld.view(catalog);
     const launch = new LaunchService({
-      catalog: () => catalog,
+      catalog: shared,
       trust,
       approvals,
       sessions,
@@ -122,20 +162,22 @@ export class Daemon {
       engine,
       approvalPolicy: () => config.approval.policy,
       stateDir: paths.stateDir,
+      ownFingerprint: identity.fingerprint,
+      onTrusted: () => { changed('trusted'); },
     });
     approvals.on('added', (request) => { log('approval-requested', { request: request.id, peer: request.peerId, name: request.peerName, app: request.app }); });
     approvals.on('settled', (request, outcome) => { log('approval-settled', { request: request.id, outcome }); });
-    const txt = (): PeerTxt => ({ v: PROTOCOL_VERSION, id: identity.fingerprint, apps: catalog.apps.length, cat: catalog.version, load: `${sessions.count}/${sessions.capacity}` });
+    const txt = (): PeerTxt => ({ v: PROTOCOL_VERSION, id: identity.fingerprint, apps: shared().apps.length, cat: shared().version, load: `${sessions.count}/${sessions.capacity}` });
     const ssh = await SshServer.listen({
       hostKey: identity.privateKey,
       port: options.port ?? config.port,
       ...(options.host === undefined ? {} : { host: options.host }),
       launch,
       queries: {
-        apps: () => catalogView(catalog),
+        apps: () => catalogView(shared()),
         status: () => ({ name: discovery?.instanceName ?? name, ...txt() }),
         icon: async (appId) => {
-          const app = catalog.apps.find((candidate) => candidate.id === appId);
+          const app = shared().get(appId);
           if (app === undefined) throw new EbpError('APP_NOT_SHARED', `"${appId}" is not an app this machine shares`);
           const icon = await readAppIcon(app);
           return { type: icon.type, data: icon.data.toString('base64') };
@@ -208,26 +250,98 @@ export class Daemon {
     for (const timer of timers) timer.unref();
     void directory.checkStatic();
 
-    const handlers = {
-      status: () => ({ name, id: identity.fingerprint, port: ssh.port, sessions: sessions.count, capacity: sessions.capacity, apps: catalog.apps.length, catalogVersion: catalog.version }),
-      apps: () => catalogView(catalog),
-      requests: () => approvals.list(),
-      decide: (params: Record<string, unknown>) => {
-        const decision = text(params, 'decision');
-        if (decision !== 'allow' && decision !== 'always' && decision !== 'deny') throw new EbpError('USAGE', `unknown decision "${decision}"`);
-        return approvals.decide(text(params, 'id'), decision satisfies Decision);
+    /** Peers' icons, fetched once each (bounded). */
+    const icons = new Map<string, IconFile | undefined>();
+    // The web page's service layer; the control socket's handlers below call the same functions.
+    const services: WebServices = {
+      pool: async () => {
+        const selfName = discovery?.instanceName ?? name;
+        const self: PoolPeer = {
+          target: endpointText({ host: options.host ?? '127.0.0.1', port: ssh.port }), name: selfName, id: identity.fingerprint, status: 'self', trusted: true,
+          load: `${sessions.count}/${sessions.capacity}`, apps: catalogView(shared()).apps,
+        };
+        const peers = await Promise.all(directory.list().map(async (view): Promise<PoolPeer> => {
+          const base = { target: view.id ?? `${view.addresses[0] ?? ''}:${view.port}`, name: view.name, id: view.id, status: view.status, trusted: view.trusted, load: view.load };
+          if (!usable(view)) return { ...base, apps: [], problem: view.status };
+          try {
+            return { ...base, apps: await peerCatalog(view) };
+          } catch (error) {
+            return { ...base, apps: [], problem: error instanceof Error ? error.message : String(error) };
+          }
+        }));
+        return { self: { name: selfName, id: identity.fingerprint }, peers: [self, ...peers] };
       },
-      sessions: async () => sessions.list(),
-      stop: async (params: Record<string, unknown>) => {
-        const exit = await sessions.stop(text(params, 'id'));
+      requests: () => approvals.list(),
+      decide: (id, decision) => approvals.decide(id, decision),
+      sessions: () => sessions.list(),
+      stop: async (id) => {
+        const exit = await sessions.stop(id);
         return { code: exit.code, reason: exit.reason };
       },
       trusted: () => trust.list(),
+      untrust: async (id) => {
+        const removed = await trust.remove(id);
+        changed('trusted');
+        return removed;
+      },
+      shared: () => catalogView(catalog).apps.map((app) => ({ ...app, shared: !withheld.has(app.id) })),
+      setShared: async (appId, on) => {
+        const app = catalog.get(appId);
+        if (app === undefined) throw new EbpError('NOT_FOUND', `this machine has no app "${appId.slice(0, 64)}"`);
+        await withheld.set(appId, !on);
+        announce();
+        changed('shared');
+        changed('pool');
+        return { ...appView(app), shared: on };
+      },
+      icon: async (appId, peer) => {
+        if (peer === undefined) return browserIcon(await iconIfAny(shared().get(appId)));
+        const key = `${peer}\n${appId}`;
+        if (icons.has(key)) return icons.get(key);
+        const { connection } = await connect(peer);
+        let icon: IconFile | undefined;
+        try {
+          icon = browserIcon(parseIconAnswer(await connection.query(joinShellWords(['ebp:icon', appId]))));
+        } catch {
+          icon = undefined; // the peer has none: remembered as such
+        }
+        if (icons.size >= ICON_CACHE) icons.clear();
+        icons.set(key, icon);
+        return icon;
+      },
+      openTerminal: async (peer, appId, size) => {
+        const { connection } = await connect(peer);
+        return connection.exec(joinShellWords([appId]), { pty: { term: 'xterm-256color', cols: size.cols, rows: size.rows }, env: {} });
+      },
+      openDisplay: async (peer, appId, display) => {
+        const { connection } = await connect(peer);
+        return connection.exec(joinShellWords([appId]), { env: { [DISPLAY_ENV]: displayRequestText(display) } });
+      },
+      onChange: (listener) => {
+        changes.on('change', listener);
+        return () => { changes.off('change', listener); };
+      },
+    };
+
+    const handlers = {
+      status: () => ({ name, id: identity.fingerprint, port: ssh.port, sessions: sessions.count, capacity: sessions.capacity, apps: shared().apps.length, catalogVersion: shared().version }),
+      apps: () => catalogView(shared()),
+      requests: () => services.requests(),
+      decide: (params: Record<string, unknown>) => {
+        const decision = text(params, 'decision');
+        if (decision !== 'allow' && decision !== 'always' && decision !== 'deny') throw new EbpError('USAGE', `unknown decision "${decision}"`);
+        return services.decide(text(params, 'id'), decision satisfies Decision);
+      },
+      sessions: async () => services.sessions(),
+      stop: async (params: Record<string, unknown>) => services.stop(text(params, 'id')),
+      trusted: () => services.trusted(),
       trust: async (params: Record<string, unknown>) => {
         const nameParam = params['name'];
-        return trust.add(text(params, 'key'), typeof nameParam === 'string' ? { name: nameParam } : {});
+        const added = await trust.add(text(params, 'key'), typeof nameParam === 'string' ? { name: nameParam } : {});
+        changed('trusted');
+        return added;
       },
-      untrust: async (params: Record<string, unknown>) => trust.remove(text(params, 'id')),
+      untrust: async (params: Record<string, unknown>) => services.untrust(text(params, 'id')),
       query: async (params: Record<string, unknown>) => {
         const query = text(params, 'query');
         if (!/^ebp:[a-z]+( [A-Za-z0-9][A-Za-z0-9._-]{0,127})?$/.test(query)) throw new EbpError('USAGE', `unknown query "${query.slice(0, 32)}"`);
@@ -253,7 +367,7 @@ export class Daemon {
       },
       'pool-apps': async () => {
         const pool: Record<string, { id: string; name: string; comment: string; terminal: boolean; peers: string[] }> = {};
-        const own = catalogView(catalog).apps.map((app) => ({ app, peer: `${discovery?.instanceName ?? name} (this machine)` }));
+        const own = catalogView(shared()).apps.map((app) => ({ app, peer: `${discovery?.instanceName ?? name} (this machine)` }));
         const remote = await Promise.all(directory.list().filter(usable).map(async (view) => {
           try {
             return (await peerCatalog(view)).map((app) => ({ app, peer: view.name }));
@@ -314,13 +428,46 @@ export class Daemon {
         await relayToProcess(socket, remote, leftover);
       },
     };
-    const control = await ControlServer.listen(controlSocketPath(paths.runtimeDir), handlers, streams);
+    const web = await startWeb({
+      ui: options.ui ?? (config.ui.enabled ? { port: config.ui.port } : false), explicit: options.ui !== undefined, stateDir: paths.stateDir, log,
+      services,
+    });
+    approvals.on('added', () => { changed('requests'); });
+    approvals.on('settled', () => { changed('requests'); });
+    sessions.on('started', () => { changed('sessions'); changed('pool'); });
+    sessions.on('ended', () => { changed('sessions'); changed('pool'); });
+    // Peers come and go through discovery, static checks and connections: watch the directory.
+    let poolSeen = '';
+    const poolWatch = setInterval(() => {
+      const now = JSON.stringify(directory.list().map((view) => [view.name, view.id, view.status, view.trusted, view.load, view.catalogVersion]));
+      if (now !== poolSeen) {
+        poolSeen = now;
+        changed('pool');
+      }
+    }, POOL_WATCH_MS);
+    poolWatch.unref();
+    timers.push(poolWatch);
+    const ui = (): { url: string; port: number } => {
+      if (web === undefined) {
+        throw new EbpError('USAGE', 'this daemon serves no web page: it is turned off, or its port was in use (the daemon\'s log says which)', {
+          hint: 'restart it with --ui-port N (a free port), without --no-ui, or with [ui] enabled = true',
+        });
+      }
+      return { url: web.url, port: web.port };
+    };
+    const control = await ControlServer.listen(controlSocketPath(paths.runtimeDir), { ...handlers, ui }, streams);
     log('daemon-started', { name: discovery?.instanceName ?? name, id: identity.fingerprint, port: ssh.port, apps: catalog.apps.length, control: control.path, state: paths.stateDir, discovery: discovery === undefined ? 'off' : 'on' });
-    return new Daemon({ identity, config, name: discovery?.instanceName ?? name, ssh, control, sessions, approvals, pool, log, catalog, discovery, timers });
+    if (web !== undefined) log('ui-started', { url: `http://127.0.0.1:${web.port}/` });
+    return new Daemon({ identity, config, name: discovery?.instanceName ?? name, ssh, control, sessions, approvals, pool, log, catalog, discovery, timers, web });
   }
 
   get port(): number {
     return this.#ssh.port;
+  }
+
+  /** The web page's port, when it is on. */
+  get uiPort(): number | undefined {
+    return this.#web?.port;
   }
 
   get catalog(): Catalog {
@@ -336,6 +483,7 @@ export class Daemon {
       // Goodbyes first, so that peers drop us within a second.
       await this.#discovery?.close();
       await this.#control.close();
+      await this.#web?.close();
       await this.#sessions.stopAll();
       await this.#ssh.close();
       this.#pool.close();

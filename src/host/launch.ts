@@ -10,6 +10,7 @@ import { createStage, removeStage, removeStaleStages } from '../files/stage.js';
 import type { FilesSpec } from '../files/spec.js';
 import { buildLaunchArgv, type Catalog, type SharedApp } from '../catalog/catalog.js';
 import { openSandboxDisplay, type SandboxDisplay, type X11Forwarding } from '../display/x11-host.js';
+import { vncLaunchArgv, type VncDisplay } from '../display/vnc.js';
 import { EbpError } from '../lib/errors.js';
 import { openPty, type Pty, type TerminalSize } from '../lib/pty.js';
 import type { AuditLog } from '../peer/audit.js';
@@ -42,6 +43,8 @@ export interface LaunchRequest {
   readonly files?: { readonly spec: FilesSpec; readonly sftp: Duplex };
   /** The client asked for X11 forwarding: the sandbox gets a display of its own. */
   readonly x11?: X11Forwarding;
+  /** Show the app on its own display in the person's browser (the RFB stream is its stdio). */
+  readonly display?: VncDisplay;
 }
 
 export interface LaunchHooks {
@@ -72,6 +75,10 @@ export interface HostServices {
   readonly engine: SandboxEngine;
   readonly approvalPolicy: () => ApprovalPolicy;
   readonly stateDir: string;
+  /** This daemon's own key: the owner launching on their own machine (from the web page) is not asked. */
+  readonly ownFingerprint?: string;
+  /** Called when "Always" added a key to the trust store (the web page shows the list live). */
+  readonly onTrusted?: () => void;
 }
 
 type Authorization = 'trusted' | 'open' | 'allowed';
@@ -106,7 +113,7 @@ export class LaunchService {
   }
 
   async authorize(peer: PeerIdentity, app: SharedApp, hooks: LaunchHooks = {}): Promise<Authorization> {
-    if (this.#host.trust.find(peer.fingerprint) !== undefined) return 'trusted';
+    if (this.#host.trust.find(peer.fingerprint) !== undefined || peer.fingerprint === this.#host.ownFingerprint) return 'trusted';
     const policy = this.#host.approvalPolicy();
     switch (policy) {
       case 'open':
@@ -126,6 +133,7 @@ export class LaunchService {
             return 'allowed';
           case 'always':
             await this.#host.trust.add(peer.publicKey, { name: displayName(peer.claimedName) });
+            this.#host.onTrusted?.();
             return 'allowed';
           case 'deny':
             await this.#audit(peer, app, 'denied');
@@ -163,7 +171,7 @@ export class LaunchService {
       const files = request.files;
       stage = files === undefined ? undefined : createStage(this.#host.stateDir, randomBytes(8).toString('hex'), engine.identity.switchUser ? engine.identity : undefined);
       const policy = buildPolicy({
-        command: buildLaunchArgv(app, request.args),
+        command: request.display === undefined ? buildLaunchArgv(app, request.args) : vncLaunchArgv(buildLaunchArgv(app, request.args), request.display),
         network: settings.network,
         memoryBytes: settings.memoryBytes,
         cpus: settings.cpus,
@@ -192,7 +200,7 @@ export class LaunchService {
     const filesOptions = sftp === undefined ? {} : { sftp };
     let io: SessionIo = { kind: 'pipes' };
     let handle: SandboxHandle;
-    if (request.terminal === undefined) {
+    if (request.terminal === undefined || request.display !== undefined) {
       handle = await startSandbox(policy, { engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', ...filesOptions });
     } else {
       const pty = openPty(request.terminal);

@@ -5,6 +5,7 @@ import { createServer, type AddressInfo, type Server as NetServer, type Socket }
 import type { Duplex } from 'node:stream';
 import ssh2, { type AuthContext, type Connection, type PseudoTtyInfo, type ServerChannel, type Session as SshSession } from 'ssh2';
 import { parseX11Request, type X11Forwarding, type X11Request } from '../display/x11-host.js';
+import { DISPLAY_ENV, parseDisplayRequest, type VncDisplay } from '../display/vnc.js';
 import { EbpError } from '../lib/errors.js';
 import { fingerprintOf } from '../peer/keys.js';
 import type { LaunchService, PeerIdentity, Session } from '../host/launch.js';
@@ -171,6 +172,7 @@ export class SshServer {
     let running: Session | undefined;
     let started = false;
     let x11: X11Request | undefined;
+    let display: VncDisplay | undefined;
 
     ssh.on('pty', (accept, reject, info) => {
       if (started) {
@@ -200,6 +202,16 @@ export class SshServer {
         }
         filesText = info.val;
         reply(accept);
+        return;
+      }
+      // The page's viewer asks for the app on its own display (EBP_DISPLAY=vnc:WxH), validated here.
+      if (info.key === DISPLAY_ENV && !started) {
+        try {
+          display = parseDisplayRequest(info.val);
+          reply(accept);
+        } catch {
+          reply(reject);
+        }
         return;
       }
       const ok = (info.key === 'LANG' || /^LC_[A-Z]+$/.test(info.key)) && /^[A-Za-z0-9_.@:+-]{1,64}$/.test(info.val) && Object.keys(env).length < MAX_ENV;
@@ -242,7 +254,7 @@ export class SshServer {
       const forwarding = x11 === undefined ? undefined : { request: x11, openChannel: () => openX11Channel(client) };
       void this.#exec(channel, info.command, { peer, env, pty, filesText, parked }, (session) => {
         running = session;
-      }, forwarding).finally(onEnd);
+      }, { x11: forwarding, display }).finally(onEnd);
     });
   }
 
@@ -291,7 +303,7 @@ export class SshServer {
     command: string,
     context: { peer: PeerIdentity; env: Record<string, string>; pty: PseudoTtyInfo | undefined; filesText: string | undefined; parked: ParkedFiles },
     onStarted: (session: Session) => void,
-    x11?: X11Forwarding,
+    { x11, display }: { x11: X11Forwarding | undefined; display: VncDisplay | undefined },
   ): Promise<void> {
     const { peer, env, pty } = context;
     const log = this.#options.log;
@@ -313,8 +325,9 @@ export class SshServer {
         {
           peer, appId, args, env,
           ...(files === undefined ? {} : { files }),
-          ...(pty === undefined ? {} : { terminal: { term: pty.term.slice(0, 64) || 'xterm', cols: pty.cols, rows: pty.rows } }),
           ...(x11 === undefined ? {} : { x11 }),
+          ...(display === undefined ? {} : { display }),
+          ...(pty === undefined || display !== undefined ? {} : { terminal: { term: pty.term.slice(0, 64) || 'xterm', cols: pty.cols, rows: pty.rows } }),
         },
         {
           signal: abort.signal,

@@ -15,13 +15,15 @@ function discoveryTtl(text: string | undefined): { discoveryTtlSeconds?: number 
 export const upCommand: Command = {
   name: 'up',
   summary: 'run the daemon: share this machine\'s apps with peers',
-  usage: 'ebp up [--name NAME] [--port N] [--listen ADDR] [--config FILE] [--no-discovery] [--interface IFACE]... [--log-format text|json]',
+  usage: 'ebp up [--name NAME] [--port N] [--listen ADDR] [--config FILE] [--no-discovery] [--interface IFACE]... [--ui-port N | --no-ui] [--log-format text|json]',
   description: `
 Runs the eBrainPool daemon in the foreground. It announces itself and browses for peers with
 DNS-SD (mDNS, _ebrainpool._tcp) on every multicast interface, or only on --interface ones (when
 it listens on loopback only, discovery needs --interface). It shares this machine's applications over SSH
 (public-key authentication only; every launch in a fresh sandbox), answers the local CLI on a
 Unix socket in its runtime folder, and keeps connections to peers open for fast launches.
+It serves the pool as a web page on 127.0.0.1 only (port 20102 by default, [ui] in the config);
+the page needs a secret token: open it with \`ebp ui\`.
 Logs one line per event on stderr. SIGINT or SIGTERM end every running session cleanly, then
 the daemon.
 
@@ -36,6 +38,8 @@ that names it.`,
     'log-format': { type: 'string', value: 'FORMAT', description: 'text (default) or json' },
     'no-discovery': { type: 'boolean', description: 'neither announce nor browse with DNS-SD (static peers still work)' },
     interface: { type: 'string', value: 'IFACE', multiple: true, description: 'announce and browse only on this interface' },
+    'ui-port': { type: 'string', value: 'N', description: 'serve the web page on 127.0.0.1:N (default 20102 or the config\'s; 0 picks a free one)' },
+    'no-ui': { type: 'boolean', description: 'no web page' },
   },
   async run({ args, paths }) {
     const format = stringOption(args, 'log-format') ?? 'text';
@@ -46,6 +50,8 @@ that names it.`,
     const listen = stringOption(args, 'listen');
     const config = stringOption(args, 'config');
     const interfaces = listOption(args, 'interface');
+    const uiPort = integerOption(args, 'ui-port', { min: 0, max: 65535 });
+    if (uiPort !== undefined && flag(args, 'no-ui')) throw new EbpError('USAGE', '--ui-port and --no-ui contradict each other');
     const { Daemon } = await import('../../daemon/daemon.js');
     const daemon = await Daemon.start({
       paths, log,
@@ -55,9 +61,11 @@ that names it.`,
       ...(config === undefined ? {} : { configFile: config }),
       ...(flag(args, 'no-discovery') ? { noDiscovery: true } : {}),
       ...(interfaces.length === 0 ? {} : { interfaces }),
+      ...(flag(args, 'no-ui') ? { ui: false as const } : uiPort === undefined ? {} : { ui: { port: uiPort } }),
       ...discoveryTtl(process.env['EBP_DISCOVERY_TTL']),
     });
     process.stdout.write(`ebp: sharing ${daemon.catalog.apps.length} apps as "${daemon.name}" on port ${daemon.port} (${daemon.identity.fingerprint})\n`);
+    if (daemon.uiPort !== undefined) process.stdout.write(`ebp: the web page is on 127.0.0.1 port ${daemon.uiPort} (open it with \`ebp ui\`)\n`);
     await new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals): void => {
         log('signal', { signal });

@@ -1,0 +1,64 @@
+// What the web page may do, as the daemon provides it: the same service layer the control socket
+// uses (approvals, sessions, trust store, the peer directory, launches on peers). The HTTP
+// routes only translate; they hold no logic of their own.
+import type { AppView } from '../daemon/catalog-source.js';
+import type { VncDisplay } from '../display/vnc.js';
+import type { IconFile } from '../catalog/icon-file.js';
+import type { Decision, PendingRequest } from '../host/approvals.js';
+import type { SessionView } from '../host/sessions.js';
+import type { PeerStatus } from '../peer/directory.js';
+import type { TrustedKey } from '../peer/trust-store.js';
+import type { RemoteProcess } from '../transport/remote-process.js';
+
+/** One machine of the pool as the page shows it. */
+export interface PoolPeer {
+  /** What to launch on: a fingerprint, or HOST:PORT for a peer without a known id. */
+  readonly target: string;
+  readonly name: string;
+  readonly id: string | undefined;
+  readonly status: PeerStatus | 'self';
+  readonly trusted: boolean;
+  /** "running/capacity". */
+  readonly load: string | undefined;
+  readonly apps: readonly AppView[];
+  /** Why its apps are not listed (unreachable, impostor...). */
+  readonly problem?: string;
+}
+
+export interface PoolView {
+  readonly self: { readonly name: string; readonly id: string };
+  readonly peers: readonly PoolPeer[];
+}
+
+/** One app this machine has, and whether it is shared right now. */
+export interface SharedAppView extends AppView {
+  readonly shared: boolean;
+}
+
+/** What changed, so that the page fetches only that again. */
+export type ChangeTopic = 'pool' | 'requests' | 'sessions' | 'trusted' | 'shared';
+
+export interface TerminalSize {
+  readonly cols: number;
+  readonly rows: number;
+}
+
+export interface WebServices {
+  pool(): Promise<PoolView>;
+  requests(): readonly PendingRequest[];
+  decide(id: string, decision: Decision): PendingRequest;
+  sessions(): Promise<readonly SessionView[]>;
+  stop(id: string): Promise<{ code: number; reason: string }>;
+  trusted(): readonly TrustedKey[];
+  untrust(id: string): Promise<unknown>;
+  shared(): readonly SharedAppView[];
+  setShared(appId: string, shared: boolean): Promise<SharedAppView>;
+  /** An app's icon: this machine's (no peer), or a peer's (validated, cached), or undefined. */
+  icon(appId: string, peer: string | undefined): Promise<IconFile | undefined>;
+  /** Runs an app on a peer in a terminal (the daemon's SSH connection to it). */
+  openTerminal(peer: string, appId: string, size: TerminalSize): Promise<RemoteProcess>;
+  /** Runs an app on a peer on its own display; stdout/stdin carry the RFB stream. */
+  openDisplay(peer: string, appId: string, display: VncDisplay): Promise<RemoteProcess>;
+  /** Subscribes to changes; returns the unsubscribe function. */
+  onChange(listener: (topic: ChangeTopic) => void): () => void;
+}
