@@ -7,7 +7,7 @@
 //   metadata: tar of 5,000 small files piped to cat.
 // ebp's figures are timed inside the sandbox (the launch and the mount are not in them).
 // Ratios: throughput ebp/sshfs (target >= 1.0) for write and read; time ebp/sshfs (target <= 1.0)
-// for the metadata job. Root only. Everything started or made is undone at the end.
+// for the metadata job; each the median of the ratios of back-to-back pairs. Root only. Everything started or made is undone at the end.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -175,12 +175,19 @@ export async function benchFiles(options: { root: string; runs: number; megabyte
     }
     const ebpTimes = medianTimes(samples.ebp);
     const sshfsTimes = medianTimes(samples.sshfs);
-    const ratio = (a: number, b: number): number => Math.round((a / Math.max(b, 1)) * 100) / 100;
+    // Ratios are the medians of the per-pair ratios: each pair ran back to back, so load from
+    // elsewhere on the machine hits both sides of a pair alike.
+    const paired = (pick: (sshfs: FilesTimes, ebp: FilesTimes) => number): number =>
+      Math.round(median(samples.sshfs.map((anchor, i) => pick(anchor, samples.ebp[i] ?? anchor))) * 100) / 100;
     return {
       ...base,
       ebp: ebpTimes,
       sshfs: sshfsTimes,
-      ratios: { write: ratio(sshfsTimes.writeMs, ebpTimes.writeMs), read: ratio(sshfsTimes.readMs, ebpTimes.readMs), metadata: ratio(ebpTimes.metadataMs, sshfsTimes.metadataMs) },
+      ratios: {
+        write: paired((anchor, ours) => anchor.writeMs / Math.max(ours.writeMs, 1)),
+        read: paired((anchor, ours) => anchor.readMs / Math.max(ours.readMs, 1)),
+        metadata: paired((anchor, ours) => ours.metadataMs / Math.max(anchor.metadataMs, 1)),
+      },
       samples,
     };
   } finally {

@@ -91,7 +91,7 @@ function settings(argv: readonly string[]): Settings {
     : {
       quick, parts, only, spawnIterations: 200, spawnWarmup: 20, hyperfineRuns: 40, hyperfineWarmup: 5, hyperfineRounds: 4, memoryCount: 100, netCount: 10, coldRuns: 15,
       launch: { runs: 40, rounds: 4, warmup: 3, echoCount: 2000, echoWarmup: 100, echoBlock: 100, bulkBytes, bulkRuns: 20, bulkWarmup: 3, bulkPaths: 'all', breakdownRuns: 30 },
-      filesRuns: 3,
+      filesRuns: 7,
     };
 }
 
@@ -167,7 +167,7 @@ function table(results: Results): string {
   }
   if (files?.ebp !== undefined) {
     lines.push('');
-    lines.push(`Files: \`ebp run --share\` (sshfs -o passive in the sandbox, jailed sftp-server on the person's side, over the launch's SSH connection) against OpenSSH's sshfs to a private sshd on loopback; the same script times the jobs inside each mount; medians of ${files.runs} alternating runs after one warm-up each. The sandbox's sshfs runs in its cgroup (1 CPU).`);
+    lines.push(`Files: \`ebp run --share\` (sshfs -o passive in the sandbox, jailed sftp-server on the person's side, over the launch's SSH connection) against OpenSSH's sshfs to a private sshd on loopback; the same script times the jobs inside each mount; times are medians of ${files.runs} alternating runs after one warm-up each, ratios the medians of the per-pair ratios. The sandbox's sshfs runs in its cgroup (1 CPU).`);
   }
   return lines.join('\n');
 }

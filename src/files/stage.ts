@@ -45,10 +45,13 @@ export const FILES_SHIM = [
 /**
  * sshfs options. contain_symlinks: an absolute symlink (made by the app, or already there)
  * cannot lead out of the mount. nosuid, nodev: nothing on it gains privileges. idmap=user: the
- * person's files appear owned by the sandbox user. A short directory cache keeps edits made on
- * either side visible to the other within a second.
+ * person's files appear owned by the sandbox user. dcache_timeout=2: edits made on the person's
+ * side show in the sandbox within 2 s (sshfs's default, 20 s, could even hand the app a stale
+ * size), while a job walking thousands of files still reuses what a directory listing returned
+ * (1 s made a tar of 5,000 files 40% slower). 64 KiB requests: half the round trips of the
+ * default for bulk reads and writes.
  */
-export const SSHFS_OPTIONS = 'passive,contain_symlinks,nosuid,nodev,idmap=user,dcache_timeout=1';
+export const SSHFS_OPTIONS = 'passive,contain_symlinks,nosuid,nodev,idmap=user,dcache_timeout=2,max_read=65536,max_write=65536';
 
 export interface FilesTools {
   readonly unshare: string;
