@@ -27,7 +27,8 @@ are here, and its changes land here at once. A folder in your home appears at th
 the sandbox's home (~/Documents -> /home/ebp/Documents), any other under ~/Shared/NAME. Add :ro
 to make it read-only. The files are served from here by OpenSSH's sftp-server, jailed with
 bubblewrap so that it reaches only what you named; on the peer they are mounted only inside
-that one sandbox, and unmounted when it ends.
+that one sandbox, and unmounted when it ends. A launch with files dials the peer from this
+process (a name or fingerprint is resolved by the local daemon first).
 
 When the local daemon runs, the launch goes through its open connection to the peer (no new
 handshake). On first contact the peer's key is remembered; a changed key is refused.
