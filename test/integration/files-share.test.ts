@@ -325,6 +325,15 @@ describe('sessions are apart, and nothing stays', { skip: SKIP }, () => {
     await waitUntil(() => sshfsOf(other).length === 0, 15_000, 'sshfs gone after the daemon was killed');
     assert.deepEqual(hostFuseMounts(), []);
     await orphan.done;
+    // 5. The host daemon is stopped (SIGTERM) while a session with files runs.
+    const stopped = await startDaemon({ label: 'S', config: hostConfig({ name: 'sigma', policy: 'trusted-only' }) });
+    await trustClient(stopped, client);
+    const ended = startIn(client, ['run', '--share', dir, stopped.endpoint, 'sh', '-c', 'echo ready; sleep 60']);
+    await ended.waitFor(/ready/, 30_000);
+    assert.ok(sshfsOf(stopped).length > 0);
+    await stopped.stop();
+    await check('the daemon was stopped', stopped);
+    await ended.done;
     await delay(100);
   });
 });
