@@ -20,7 +20,8 @@ stderr are plain streams. Arguments are passed as data: the peer never gives the
 
 The person's files: for an app that opens files (its Exec has %f %F %u or %U), each argument
 that names a local file is forwarded: the app sees it inside its sandbox (the argument is
-rewritten to that path) and can read and save it in place; nothing else is exposed. --file PATH
+rewritten to that path) and can read and save it in place; nothing else is exposed (an app
+that saves by renaming a new file over the old one needs --share of the folder). --file PATH
 forwards a file for any app (PATH is rewritten where it appears among the arguments, added at
 the end otherwise). --share DIR exposes a whole folder, live: the app works on the files as they
 are here, and its changes land here at once. A folder in your home appears at the same place in
