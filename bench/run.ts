@@ -2,8 +2,8 @@
 // run on this machine, each reported as a ratio against its anchor. Markdown table on stdout, all
 // figures in bench/results/latest.json (latest-PARTS.json with --only). As root, sandboxes run as
 // the ebp-sandbox user (ebp setup is run first; it is idempotent).
-// PARTS: a comma list of spawn, cli, memory, cold, launch, x11; `sandbox` is the first four; `pool`
-// and `web` (bench/pool.ts, bench/web.ts) run on their own.
+// PARTS: a comma list of spawn, cli, memory, cold, launch, x11, files; `sandbox` is the first four;
+// `pool` and `web` (bench/pool.ts, bench/web.ts) run on their own.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createEngine, type SandboxEngine } from '../src/sandbox/engine.js';
 import { benchCli, type CliResult } from './cli.js';
 import { benchLaunch, LAUNCH_TARGETS, launchDetail, launchSummaryRows, type LaunchResult } from './launch.js';
+import { benchFiles, filesSummaryRows, type FilesResult } from './files.js';
 import { benchMemory, type MemoryResult } from './memory.js';
 import { benchSpawn, type SpawnResult } from './spawn.js';
 import { round, summarize, type Summary } from './stats.js';
@@ -22,7 +23,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const TARGETS = { spawn: 1.25, cli: 1.3, memoryMiB: 5, launch: LAUNCH_TARGETS, x11: X11_TARGETS } as const;
 
-const PARTS = ['spawn', 'cli', 'memory', 'cold', 'launch', 'x11'] as const;
+const PARTS = ['spawn', 'cli', 'memory', 'cold', 'launch', 'x11', 'files'] as const;
 type Part = (typeof PARTS)[number];
 const SANDBOX_PARTS: readonly Part[] = ['spawn', 'cli', 'memory', 'cold'];
 
@@ -45,9 +46,10 @@ interface Settings {
     readonly bulkBytes: number; readonly bulkRuns: number; readonly bulkWarmup: number; readonly bulkPaths: 'all' | 'warm';
     readonly breakdownRuns: number;
   };
+  readonly filesRuns: number;
 }
 
-const USAGE = 'usage: node dist/bench/run.js [--quick] [--only spawn,cli,memory,cold,launch,x11|sandbox|pool|web]\n';
+const USAGE = 'usage: node dist/bench/run.js [--quick] [--only spawn,cli,memory,cold,launch,x11,files|sandbox|pool|web]\n';
 
 function parseParts(text: string): Set<Part> {
   const parts = new Set<Part>();
@@ -86,10 +88,12 @@ function settings(argv: readonly string[]): Settings {
     ? {
       quick, parts, only, spawnIterations: 60, spawnWarmup: 10, hyperfineRuns: 10, hyperfineWarmup: 2, hyperfineRounds: 2, memoryCount: 100, netCount: 0, coldRuns: 5,
       launch: { runs: 20, rounds: 2, warmup: 3, echoCount: 500, echoWarmup: 50, echoBlock: 50, bulkBytes, bulkRuns: 5, bulkWarmup: 1, bulkPaths: 'warm', breakdownRuns: 10 },
+      filesRuns: 1,
     }
     : {
       quick, parts, only, spawnIterations: 200, spawnWarmup: 20, hyperfineRuns: 40, hyperfineWarmup: 5, hyperfineRounds: 4, memoryCount: 100, netCount: 10, coldRuns: 15,
       launch: { runs: 40, rounds: 4, warmup: 3, echoCount: 2000, echoWarmup: 100, echoBlock: 100, bulkBytes, bulkRuns: 20, bulkWarmup: 3, bulkPaths: 'all', breakdownRuns: 30 },
+      filesRuns: 7,
     };
 }
 
@@ -139,6 +143,7 @@ interface Results {
   readonly cold?: ColdResult;
   readonly launch?: LaunchResult;
   readonly x11?: X11BenchResult;
+  readonly files?: FilesResult;
 }
 
 function table(results: Results): string {
@@ -146,12 +151,13 @@ function table(results: Results): string {
   const row = (...cells: string[]): void => { lines.push(`| ${cells.join(' | ')} |`); };
   lines.push('| Benchmark | ebp | anchor | ratio | target | |');
   lines.push('|---|---|---|---|---|---|');
-  const { spawn, cli, memory, cold, launch, x11 } = results;
+  const { spawn, cli, memory, cold, launch, x11, files } = results;
   if (spawn !== undefined) summarySpawn(spawn, row);
   if (cli !== undefined) summaryCli(cli, row);
   if (memory !== undefined) summaryMemory(memory, row);
   if (launch !== undefined) for (const cells of launchSummaryRows(launch)) row(...cells);
   if (x11 !== undefined) for (const cells of x11SummaryRows(x11)) row(...cells);
+  if (files !== undefined) for (const cells of filesSummaryRows(files)) row(...cells);
   if (cli !== undefined) detailCli(cli, lines);
   if (spawn !== undefined) detailSpawn(spawn, lines);
   if (cold !== undefined) {
@@ -166,6 +172,10 @@ function table(results: Results): string {
   if (x11 !== undefined) {
     lines.push('');
     lines.push(x11Detail(x11));
+  }
+  if (files?.ebp !== undefined) {
+    lines.push('');
+    lines.push(`Files: \`ebp run --share\` (sshfs -o passive in the sandbox, jailed sftp-server on the person's side, over the launch's SSH connection) against OpenSSH's sshfs to a private sshd on loopback; the same script times the jobs inside each mount; times are medians of ${files.runs} alternating runs after one warm-up each, ratios the medians of the per-pair ratios. The sandbox's sshfs runs in its cgroup (1 CPU).`);
   }
   return lines.join('\n');
 }
@@ -311,6 +321,10 @@ async function main(): Promise<void> {
   if (wants('cold')) {
     log(`cold start breakdown: ${options.coldRuns} fresh processes`);
     results.cold = benchCold(options.coldRuns);
+  }
+  if (wants('files')) {
+    results.files = await benchFiles({ root: ROOT, runs: options.filesRuns, log });
+    log('files benchmark done');
   }
   if (wants('launch')) {
     results.launch = await benchLaunch({ root: ROOT, log, ...options.launch });

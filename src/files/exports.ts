@@ -221,7 +221,7 @@ export async function checkJail(bwrap: string, exports: readonly Export[], layou
     child.once('close', (status) => { done(status); });
   });
   if (code !== 0) {
-    throw new EbpError('SANDBOX_UNSUPPORTED', `cannot share files: the jail that limits the peer to them does not work here (${stderr.trim().split('\n')[0] ?? `status ${String(code)}`})`, { hint: FIX });
+    throw new EbpError('SANDBOX_UNSUPPORTED', `cannot share files: the jail that limits the peer to them does not work here (${stderr.trim().split('\n')[0] || (code === -1 ? `${bwrap} could not be started` : `status ${String(code)}`)})`, { hint: FIX });
   }
 }
 

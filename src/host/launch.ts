@@ -1,11 +1,10 @@
 // The host side of a launch, free of any transport: is this peer allowed to run this app, then a
 // fresh sandbox for it with the app's own settings, registered as a session and audited.
 // The SSH server and the web page both call this.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { randomBytes } from 'node:crypto';
 import { createStage, removeStage, removeStaleStages } from '../files/stage.js';
 import type { FilesSpec } from '../files/spec.js';
 import { buildLaunchArgv, type Catalog, type SharedApp } from '../catalog/catalog.js';

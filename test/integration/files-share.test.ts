@@ -325,6 +325,21 @@ describe('sessions are apart, and nothing stays', { skip: SKIP }, () => {
     await waitUntil(() => sshfsOf(other).length === 0, 15_000, 'sshfs gone after the daemon was killed');
     assert.deepEqual(hostFuseMounts(), []);
     await orphan.done;
+    // Its stage, an empty folder, is removed when it starts again.
+    assert.equal(stagesOf(other).length, 1, 'the killed daemon left its (empty) stage');
+    const again = await startDaemon({ label: 'K', stateDir: other.stateDir });
+    assert.equal(stagesOf(again).length, 0);
+    assert.ok(!existsSync(stagesRoot(again.stateDir, IS_ROOT)), 'and the stages folder with it');
+    await again.stop();
+    // 5. The host daemon is stopped (SIGTERM) while a session with files runs.
+    const stopped = await startDaemon({ label: 'S', config: hostConfig({ name: 'sigma', policy: 'trusted-only' }) });
+    await trustClient(stopped, client);
+    const ended = startIn(client, ['run', '--share', dir, stopped.endpoint, 'sh', '-c', 'echo ready; sleep 60']);
+    await ended.waitFor(/ready/, 30_000);
+    assert.ok(sshfsOf(stopped).length > 0);
+    await stopped.stop();
+    await check('the daemon was stopped', stopped);
+    await ended.done;
     await delay(100);
   });
 });

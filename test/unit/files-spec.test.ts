@@ -5,7 +5,8 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { jailArgs, parseAccess, planFiles } from '../../src/files/exports.js';
+import { checkJail, jailArgs, parseAccess, planFiles } from '../../src/files/exports.js';
+import { EbpError } from '../../src/lib/errors.js';
 import { encodeFilesSpec, filesChannelToken, newToken, overlaps, parseFilesSpec, targetProblem } from '../../src/files/spec.js';
 import { filesPrefix, FILES_SHIM, SFTP_FD } from '../../src/files/stage.js';
 import { FD } from '../../src/sandbox/bwrap-args.js';
@@ -129,4 +130,11 @@ test('the jail: all namespaces new, system read-only, exports bound at their jai
   assert.match(joined, /--ro-bind \/usr \/usr/);
   assert.match(joined, /--bind \/home\/p\/Docs \/s\/0 --ro-bind \/srv\/x \/s\/1 --bind \/home\/p\/r.odt \/f\/0\/r.odt --remount-ro \/ --chdir \/ -- \/usr\/lib\/openssh\/sftp-server$/);
   assert.ok(!args.includes('/home') && !args.includes('/etc'), 'no other host folder');
+});
+
+test('no jail, no sharing: a missing or unusable bwrap is refused with the fix', async () => {
+  const exports = [{ kind: 'folder' as const, path: tmp, jailPath: '/s/0', readOnly: true }];
+  const layout = { topDirs: [] };
+  await assert.rejects(checkJail('bwrap', exports, layout), (error: unknown) => error instanceof EbpError && error.code === 'SANDBOX_UNSUPPORTED' && /apt-get install bubblewrap/.test(error.hint ?? ''));
+  await assert.rejects(checkJail('/nonexistent/bwrap', exports, layout), (error: unknown) => error instanceof EbpError && /cannot share files/.test(error.message) && /user namespaces/.test(error.hint ?? ''));
 });

@@ -36,14 +36,16 @@ stderr are plain streams. Arguments are passed as data: the peer never gives the
 
 The person's files: for an app that opens files (its Exec has %f %F %u or %U), each argument
 that names a local file is forwarded: the app sees it inside its sandbox (the argument is
-rewritten to that path) and can read and save it in place; nothing else is exposed. --file PATH
+rewritten to that path) and can read and save it in place; nothing else is exposed (an app
+that saves by renaming a new file over the old one needs --share of the folder). --file PATH
 forwards a file for any app (PATH is rewritten where it appears among the arguments, added at
 the end otherwise). --share DIR exposes a whole folder, live: the app works on the files as they
 are here, and its changes land here at once. A folder in your home appears at the same place in
 the sandbox's home (~/Documents -> /home/ebp/Documents), any other under ~/Shared/NAME. Add :ro
 to make it read-only. The files are served from here by OpenSSH's sftp-server, jailed with
 bubblewrap so that it reaches only what you named; on the peer they are mounted only inside
-that one sandbox, and unmounted when it ends.
+that one sandbox, and unmounted when it ends. A launch with files dials the peer from this
+process (a name or fingerprint is resolved by the local daemon first).
 
 When the local daemon runs, the launch goes through its open connection to the peer (no new
 handshake). On first contact the peer's key is remembered; a changed key is refused.
