@@ -139,7 +139,9 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
         // for it here, before any await, or a quick refusal would look like a broken session.
         if (error !== undefined) {
           display?.close();
-          reject(new EbpError('SESSION_BROKEN', `${text} refused the session: ${error.message}`, { cause: error }));
+          reject(display !== undefined && /X11/.test(error.message)
+            ? new EbpError('DISPLAY_UNAVAILABLE', `${text} refused X11 forwarding`, { cause: error, hint: 'run without windows: ebp run --no-x11 ...' })
+            : new EbpError('SESSION_BROKEN', `${text} refused the session: ${error.message}`, { cause: error }));
           return;
         }
         // The launch is over: its windows go with it, even if the peer never closes them.

@@ -436,10 +436,15 @@ export class SshServer {
 function openX11Channel(client: Connection): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     // The originator is the sandbox's own display socket; there is no address to tell.
-    client.x11('127.0.0.1', 0, (error, channel) => {
-      if (error instanceof Error) reject(error);
-      else resolve(channel);
-    });
+    try {
+      client.x11('127.0.0.1', 0, (error, channel) => {
+        if (error instanceof Error) reject(error);
+        else resolve(channel);
+      });
+    } catch (error) {
+      // The connection is already gone.
+      reject(error instanceof Error ? error : new Error(String(error)));
+    }
   });
 }
 

@@ -147,11 +147,16 @@ describe('windows on the person\'s display', { skip: SKIP }, () => {
     }
   });
 
-  test('--no-x11 forwards nothing: no DISPLAY, no socket', { timeout: 60_000 }, async () => {
+  test('--no-x11 forwards nothing: no DISPLAY, no socket; an unusable DISPLAY only warns', { timeout: 60_000 }, async () => {
     const result = await ebpIn(direct, ['run', '--no-x11', hostA.endpoint, 'sh', '-c', 'echo "D=$DISPLAY"; ls /tmp/.X11-unix 2>&1 | head -1'], { env: baseEnv(x.env) });
     assert.equal(result.code, 0, shown(result));
     assert.match(result.stdout, /^D=\n/);
     assert.match(result.stdout, /No such file or directory/);
+    // A DISPLAY that cannot be used (no such server) does not stop the app: a warning, no windows.
+    const stale = await ebpIn(direct, ['run', hostA.endpoint, 'sh', '-c', 'echo "D=$DISPLAY"'], { env: baseEnv({ ...x.env, DISPLAY: ':4999' }) });
+    assert.equal(stale.code, 0, shown(stale));
+    assert.equal(stale.stdout, 'D=\n');
+    assert.match(stale.stderr, /warning: .*display :4999.*running without windows/);
   });
 });
 

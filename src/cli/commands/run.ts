@@ -20,7 +20,14 @@ async function x11For(args: ParsedArgs, stderr: NodeJS.WriteStream): Promise<Loc
   }
   // Loaded only when there is a display: a launch without windows does not pay for it.
   const { prepareLocalDisplay } = await import('../../display/x11-local.js');
-  return prepareLocalDisplay({ display, trusted });
+  try {
+    return await prepareLocalDisplay({ display, trusted });
+  } catch (error) {
+    // Like ssh -X: a display that cannot be used must not stop a terminal app from running.
+    if (!(error instanceof EbpError) || error.code !== 'DISPLAY_UNAVAILABLE') throw error;
+    stderr.write(`ebp: warning: ${error.message.replace(/\.$/, '')}; running without windows (--no-x11 skips this)\n`);
+    return undefined;
+  }
 }
 
 export const runCommand: Command = {
