@@ -8,11 +8,11 @@
 // ebp's figures are timed inside the sandbox (the launch and the mount are not in them).
 // Ratios: throughput ebp/sshfs (target >= 1.0) for write and read; time ebp/sshfs (target <= 1.0)
 // for the metadata job; each the median of the ratios of back-to-back pairs. Root only. Everything started or made is undone at the end.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { freePort, must } from './proc.js';
 
 export const FILES_TARGETS = { write: 1.0, read: 1.0, metadata: 1.0 } as const;
 
@@ -47,29 +47,10 @@ const SCRIPT = [
   'echo "write=$(( (t1 - t0) / 1000000 )) read=$(( (t2 - t1) / 1000000 )) meta=$(( (t3 - t2) / 1000000 ))"',
 ].join('\n');
 
-function must(argv: readonly string[], what: string): string {
-  const [command, ...args] = argv;
-  const result = spawnSync(command ?? 'false', args, { encoding: 'utf8', timeout: 120_000 });
-  if (result.error !== undefined || result.status !== 0) throw new Error(`${what} failed: ${result.error?.message ?? ''}${result.stderr}${result.stdout}`.trim());
-  return result.stdout;
-}
-
 function parseTimes(text: string, what: string): FilesTimes {
   const match = /write=(\d+) read=(\d+) meta=(\d+)/.exec(text);
   if (match === null) throw new Error(`${what}: no timings in its output: ${text.slice(0, 500)}`);
   return { writeMs: Number(match[1]), readMs: Number(match[2]), metadataMs: Number(match[3]) };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => { resolve(port); });
-    });
-  });
 }
 
 function median(values: readonly number[]): number {
@@ -134,7 +115,7 @@ export async function benchFiles(options: { root: string; runs: number; megabyte
     must(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', join(ssh, 'client_key')], 'ssh-keygen');
     writeFileSync(join(ssh, 'authorized_keys'), readFileSync(join(ssh, 'client_key.pub')));
     if (!existsSync('/run/sshd')) mkdirSync('/run/sshd', { mode: 0o755 });
-    const sshPort = await freePort();
+    const sshPort = await freePort(HOST);
     writeFileSync(join(ssh, 'sshd_config'), [
       `Port ${sshPort}`, `ListenAddress ${HOST}`, `HostKey ${join(ssh, 'host_key')}`, 'PidFile none', 'UsePAM no',
       `AuthorizedKeysFile ${join(ssh, 'authorized_keys')}`, 'StrictModes no', 'PermitRootLogin prohibit-password', 'AllowUsers root',
@@ -156,11 +137,11 @@ export async function benchFiles(options: { root: string; runs: number; megabyte
       const sshfsOptions = `port=${sshPort},IdentityFile=${join(ssh, 'client_key')},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,LogLevel=error`;
       // The mount lives in a private mount namespace: never in this machine's table.
       const inner = 'sshfs -o "$1" "root@127.0.0.1:$2" "$3" || exit 2; sh -c "$4" sh "$3" "$5"; status=$?; fusermount3 -u "$3"; exit $status';
-      const out = must(['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', inner, 'sh', sshfsOptions, data, mount, SCRIPT, String(megabytes)], 'sshfs run');
+      const out = must(['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', inner, 'sh', sshfsOptions, data, mount, SCRIPT, String(megabytes)], 'sshfs run', { timeoutMs: 120_000 });
       return parseTimes(out, 'sshfs');
     };
     const runEbp = (): FilesTimes => {
-      const out = must([process.execPath, ebp, '--state-dir', join(dir, 'B'), 'run', '--share', data, `${HOST}:${port}`, 'sh', '-c', SCRIPT, 'sh', '/home/ebp/Shared/data', String(megabytes)], 'ebp run --share');
+      const out = must([process.execPath, ebp, '--state-dir', join(dir, 'B'), 'run', '--share', data, `${HOST}:${port}`, 'sh', '-c', SCRIPT, 'sh', '/home/ebp/Shared/data', String(megabytes)], 'ebp run --share', { timeoutMs: 120_000 });
       return parseTimes(out, 'ebp');
     };
 

@@ -16,7 +16,6 @@
 // removed at the end, also when a step fails or the run is interrupted.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync, chmodSync, chownSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -27,6 +26,7 @@ import { statePaths } from '../src/config/paths.js';
 import { callDaemon } from '../src/control/client.js';
 import { summarize, type Summary } from './stats.js';
 import { descendants } from './system.js';
+import { freePort, must, run } from './proc.js';
 
 export interface LaunchOptions {
   readonly root: string;
@@ -165,34 +165,6 @@ const HOST = '127.0.0.1';
 
 function quote(word: string): string {
   return /^[A-Za-z0-9_./:=,+@-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
-function run(argv: readonly string[], options: { timeoutMs?: number; discardStdout?: boolean } = {}): { status: number | null; stdout: string; stderr: string; error: Error | undefined } {
-  const [command, ...args] = argv;
-  const result = spawnSync(command ?? 'false', args, {
-    encoding: 'utf8', timeout: options.timeoutMs ?? 30_000, stdio: ['ignore', options.discardStdout === true ? 'ignore' : 'pipe', 'pipe'],
-  });
-    // With stdout ignored, spawnSync gives null there, whatever its typings say.
-  const text = (value: string | null): string => value ?? '';
-  return { status: result.status, stdout: text(result.stdout), stderr: text(result.stderr), error: result.error };
-}
-
-function must(argv: readonly string[], what: string): string {
-  const result = run(argv);
-  if (result.error !== undefined || result.status !== 0) throw new Error(`${what} failed: ${result.error?.message ?? ''}${result.stderr}${result.stdout}`.trim());
-  return result.stdout;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => { resolve(port); });
-    });
-  });
 }
 
 /** Waits until `pattern` appears in what `read` returns, or the child exits, or the time runs out. */
@@ -398,7 +370,7 @@ async function startSshd(fixture: Fixture): Promise<void> {
   for (const entry of ['', ...readdirSync(home)]) chownSync(join(home, entry), Number(ids), gid);
 
   for (let attempt = 0; ; attempt += 1) {
-    fixture.sshPort = await freePort();
+    fixture.sshPort = await freePort(HOST);
     const config = [
       '# written by bench/launch.ts',
       `Port ${fixture.sshPort}`,

@@ -16,10 +16,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { round, summarize, type Summary } from './stats.js';
+import { freePort, must, run } from './proc.js';
 
 const HOST = '127.0.0.1';
 const BENCH_USER = 'ebp-bench-x11';
@@ -53,30 +54,6 @@ export interface X11BenchResult {
   readonly x11perf: readonly X11PerfRow[];
   readonly notes: readonly string[];
   readonly durationS: number;
-}
-
-function run(argv: readonly string[], env?: NodeJS.ProcessEnv, timeoutMs = 60_000): { status: number | null; stdout: string; stderr: string; error: Error | undefined } {
-  const [command, ...args] = argv;
-  const result = spawnSync(command ?? 'false', args, { encoding: 'utf8', timeout: timeoutMs, env: env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr, error: result.error };
-}
-
-function must(argv: readonly string[], what: string, env?: NodeJS.ProcessEnv): string {
-  const result = run(argv, env);
-  if (result.error !== undefined || result.status !== 0) throw new Error(`${what} failed: ${result.error?.message ?? ''}${result.stderr}${result.stdout}`.trim());
-  return result.stdout;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => { resolve(port); });
-    });
-  });
 }
 
 async function waitText(read: () => string, pattern: RegExp, what: string, timeoutMs = 15_000): Promise<RegExpExecArray> {
@@ -220,7 +197,7 @@ class Fixture {
   }
 
   cleanUp(): void {
-    if (this.sshPort !== 0) run([...this.ssh(...this.master(), '-O', 'exit')], this.env, 5000);
+    if (this.sshPort !== 0) run([...this.ssh(...this.master(), '-O', 'exit')], { env: this.env, timeoutMs: 5000 });
     for (const child of [...this.children].reverse()) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     }
@@ -248,7 +225,7 @@ async function startXvfb(fixture: Fixture): Promise<void> {
     must(['xauth', '-q', '-f', auth, 'add', `:${n}`, 'MIT-MAGIC-COOKIE-1', fixture.cookie.toString('hex')], 'xauth add');
     fixture.start(['Xvfb', `:${n}`, '-auth', auth, '-nolisten', 'tcp', '-noreset', '-br', '-screen', '0', '1024x768x24']);
     for (let i = 0; i < 100; i += 1) {
-      if (existsSync(`/tmp/.X11-unix/X${n}`) && run(['xdpyinfo'], fixture.env, 5000).status === 0) return;
+      if (existsSync(`/tmp/.X11-unix/X${n}`) && run(['xdpyinfo'], { env: fixture.env, timeoutMs: 5000 }).status === 0) return;
       await delay(50);
     }
     throw new Error('Xvfb did not start');
@@ -278,7 +255,7 @@ async function startSshd(fixture: Fixture): Promise<void> {
   const uid = Number(must(['id', '-u', BENCH_USER], 'id').trim());
   const gid = Number(must(['id', '-g', BENCH_USER], 'id').trim());
   for (const entry of ['', ...readdirSync(home)]) chownSync(join(home, entry), uid, gid);
-  fixture.sshPort = await freePort();
+  fixture.sshPort = await freePort(HOST);
   writeFileSync(fixture.path('sshd_config'), [
     `Port ${fixture.sshPort}`, `ListenAddress ${HOST}`, `HostKey ${fixture.path('host_key')}`, 'PidFile none', 'UsePAM no',
     `AuthorizedKeysFile ${fixture.path('authorized_keys')}`, 'StrictModes no', 'PermitRootLogin no', `AllowUsers ${BENCH_USER}`,
@@ -352,7 +329,7 @@ export async function benchX11(options: X11BenchOptions): Promise<X11BenchResult
     watcher = await MapWatcher.open(fixture.display, fixture.cookie);
     const peer = `${HOST}:${fixture.peerPort}`;
     // The master holds its own X11 forwarding; sessions through it ask for theirs on its connection.
-    must([...fixture.ssh(...fixture.master()), 'true'], 'ssh ControlMaster', fixture.env);
+    must([...fixture.ssh(...fixture.master()), 'true'], 'ssh ControlMaster', { env: fixture.env });
     const candidates: { name: string; argv: string[] }[] = [
       { name: 'ssh -X (fresh connection)', argv: [...fixture.ssh(), 'xeyes'] },
       { name: 'ssh -X (warm ControlMaster)', argv: [...fixture.ssh(...fixture.master()), 'xeyes'] },
@@ -376,9 +353,9 @@ export async function benchX11(options: X11BenchOptions): Promise<X11BenchResult
 
     options.log(`x11: x11perf ${X11PERF_TESTS.join(' ')} direct, through ssh -X and through ebp`);
     const perfArgs = ['-repeat', '2', '-time', '2', ...X11PERF_TESTS];
-    const direct = parseX11perf(must(['x11perf', ...perfArgs], 'x11perf (direct)', fixture.env));
-    const viaSsh = parseX11perf(must([...fixture.ssh(), 'x11perf', ...perfArgs], 'x11perf (ssh -X)', fixture.env));
-    const viaEbp = parseX11perf(must(fixture.ebpArgs('B', 'run', peer, 'x11perf', ...perfArgs), 'x11perf (ebp)', fixture.env));
+    const direct = parseX11perf(must(['x11perf', ...perfArgs], 'x11perf (direct)', { env: fixture.env }));
+    const viaSsh = parseX11perf(must([...fixture.ssh(), 'x11perf', ...perfArgs], 'x11perf (ssh -X)', { env: fixture.env }));
+    const viaEbp = parseX11perf(must(fixture.ebpArgs('B', 'run', peer, 'x11perf', ...perfArgs), 'x11perf (ebp)', { env: fixture.env }));
     const names = [...new Set([...direct.keys(), ...viaSsh.keys(), ...viaEbp.keys()])];
     const perfRows = names.map((test) => ({ test, direct: direct.get(test), ssh: viaSsh.get(test), ebp: viaEbp.get(test) }));
     notes.push('x11perf -repeat 2 -time 2; ops/s of its summary line per test; untrusted cookies on both forwarded paths');
