@@ -21,6 +21,8 @@ const SKIP = !IS_ROOT ? 'needs root (sandboxes run as the ebp-sandbox user)'
     : X11_MISSING.length > 0 ? `missing ${X11_MISSING.join(', ')}` : false;
 const ARTIFACTS = process.env['EBP_ARTIFACTS'] ?? join(tmpdir(), 'ebp-web-artifacts');
 const EYES = `ebp-desk-eyes-${process.pid}`;
+/** Reaches the display (3 if not), then tries to read the whole screen (4 if it could): 0 = untrusted as it must be. */
+const GRAB_APP = { id: 'grab', name: 'Grab', exec: 'sh -c "xdpyinfo >/dev/null || exit 3; if xwd -root -silent -out /dev/null; then exit 4; fi; exit 0"' };
 
 let x: Xvfb;
 let host: WebDaemon;
@@ -36,7 +38,7 @@ before(async () => {
   chmodSync(tempRoot(), 0o711);
   x = await startXvfb();
   [host, person] = await Promise.all([
-    startWebDaemon('dxa', { name: 'alpha', policy: 'trusted-only', apps: [{ id: 'xeyes', name: 'Eyes', exec: `xeyes -title ${EYES}` }, { id: 'sh', name: 'Shell', exec: 'sh', terminal: true }] }),
+    startWebDaemon('dxa', { name: 'alpha', policy: 'trusted-only', apps: [{ id: 'xeyes', name: 'Eyes', exec: `xeyes -title ${EYES}` }, { id: 'sh', name: 'Shell', exec: 'sh', terminal: true }, GRAB_APP] }),
     startWebDaemon('dxb', { name: 'beta', apps: [] }, x.env),
   ]);
   await trustClient(host, person.stateDir);
@@ -91,6 +93,15 @@ describe('GUI apps on the daemon\'s own desktop', { skip: SKIP }, () => {
     await waitUntil(async () => (await sessionsOf(host)).length === 0 || undefined, 15_000, 'the host session ended');
     await page.screenshot({ path: join(ARTIFACTS, '21-desktop-stopped.png'), fullPage: true });
     await row.getByRole('button', { name: /^Dismiss xeyes/ }).click();
+    await row.waitFor({ state: 'detached', timeout: 10_000 });
+  });
+
+  test('the app gets an untrusted cookie: it reaches the display but cannot read the screen', { timeout: 60_000 }, async () => {
+    await page.locator('section.peer[data-peer="alpha"]').getByRole('button', { name: 'Open Grab of alpha on this desktop' }).click();
+    const row = page.locator('#desktop li[data-app="grab"]');
+    await row.and(page.locator('[data-state="ended"]')).waitFor({ timeout: 30_000 });
+    assert.match(await row.innerText(), /ended with status 0\b/, 'status 3: no display; status 4: the screen was read');
+    await row.getByRole('button', { name: /^Dismiss grab/ }).click();
     await row.waitFor({ state: 'detached', timeout: 10_000 });
   });
 
