@@ -9,8 +9,10 @@
 // - key event → echo on screen: a key typed into an xterm running `cat` (the pty echoes, as in the
 //   page's terminal figures) until the xterm's canvas changes.
 // The Xpra server has its own Xvfb with a private cookie (-auth), TCP for X off; its web socket
-// listens on 127.0.0.1 only and lives only for the bench.
+// listens on 127.0.0.1 only, takes only a client with the session's password (from a private
+// file; an HMAC challenge, the password never crosses) and lives only for the bench.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -137,9 +139,13 @@ async function startXpra(): Promise<Session> {
   const authFile = join(dir, 'Xauthority');
   writeFileSync(authFile, '', { mode: 0o600 });
   const env: NodeJS.ProcessEnv = { ...process.env, XAUTHORITY: authFile, XPRA_SOCKET_DIR: dir, HOME: dir };
+  // The session takes only our client: a password from a private file (HMAC challenge, never sent).
+  const password = randomBytes(18).toString('base64url');
+  const passwordFile = join(dir, 'password');
+  writeFileSync(passwordFile, password, { mode: 0o600 });
   delete env['DISPLAY'];
   const args = [
-    'start', display, `--bind-tcp=127.0.0.1:${port}`, '--html=on', '--daemon=no', '--exit-with-children=no',
+    'start', display, `--bind-tcp=127.0.0.1:${port}`, `--tcp-auth=file:filename=${passwordFile}`, '--html=on', '--daemon=no', '--exit-with-children=no',
     `--socket-dirs=${dir}`, '--start=', '--mdns=no', '--pulseaudio=no', '--notifications=no', '--webcam=no', '--speaker=off', '--microphone=off',
     '--printing=no', '--file-transfer=no', '--clipboard=no', '--dbus-proxy=no', '--dbus-launch=', '--systemd-run=no', '--xsettings=no',
     // Its own X server: a private cookie, no X over TCP.
@@ -174,7 +180,7 @@ async function startXpra(): Promise<Session> {
     await delay(100);
   }
   const version = /xpra .*version (\d+\.\d+(\.\d+)?)/i.exec(output)?.[1] ?? 'unknown';
-  return { display, url: `http://127.0.0.1:${port}/index.html?${CLIENT_QUERY}`, env: { ...env, DISPLAY: display }, version, stop };
+  return { display, url: `http://127.0.0.1:${port}/index.html?${CLIENT_QUERY}&password=${password}`, env: { ...env, DISPLAY: display }, version, stop };
 }
 
 /** Starts an X client on the Xpra display. */
