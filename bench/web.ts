@@ -4,13 +4,15 @@
 // them (alpha trusts beta's key, so no approval waits).
 // 1. Click-to-first-frame of xclock in the page: from the button's click (in the page) until the
 //    noVNC canvas shows the clock (more than two colours), sampled every animation frame; also
-//    the moment the viewer finished the RFB handshake. There is no other browser remote-display
-//    system here to compare with (xpra is not installed), so the figures stand alone.
+//    the moment the viewer finished the RFB handshake. Anchor: Xpra's HTML5 client in the same
+//    Chromium (bench/xpra.ts; Debian's xpra 3.1.3, loopback only): xclock launched into a
+//    connected client until its canvas is drawn, and the client's navigation to a running xclock.
 // 2. Keystroke-to-echo in the page's terminal (xterm.js → WebSocket → beta → SSH → alpha → pty
 //    → back), measured in the page from the WebSocket send of the key to the arrival of its echo,
 //    and from the key event to the echo on screen (xterm's render). Anchor: `ssh -tt` (OpenSSH)
 //    into alpha's SSH server running `cat`, by bench/pty-echo.py (the same method as the launch
-//    benchmark: the remote pty's line discipline echoes), plus `ebp run` through beta.
+//    benchmark: the remote pty's line discipline echoes), plus `ebp run` through beta; and Xpra:
+//    a key typed into an xterm running cat shown by Xpra's HTML5 client, until its canvas changes.
 //
 //   node dist/bench/web.js [--quick]
 // Figures on stdout (Markdown) and in bench/results/web.json.
@@ -23,6 +25,7 @@ import { ebpOk, poolCleanup, STANDARD_APPS, tempDir, waitUntil } from '../test/i
 import { EBP } from '../test/integration/helpers/ebp.js';
 import { startWebDaemon } from '../test/integration/helpers/web.js';
 import { round, summarize, type Summary } from './stats.js';
+import { benchXpra, type XpraOutcome } from './xpra.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CHROMIUM = '/usr/bin/chromium';
@@ -37,6 +40,8 @@ export interface WebBenchResult {
     readonly ebpRunUs: Summary | undefined;
     readonly problem: string | undefined;
   };
+  /** The same figures through Xpra's HTML5 client, or why there are none. */
+  readonly xpra: XpraOutcome;
 }
 
 function log(text: string): void {
@@ -208,9 +213,13 @@ export async function main(argv: readonly string[]): Promise<WebBenchResult | un
       ebpRunUs = summarize(parsed['ebp']?.us ?? []);
     } else problem = `pty-echo.py: ${echoed.stderr.trim().split('\n').slice(-2).join(' / ')}`;
 
+    log('3. anchor: Xpra\'s HTML5 client (bench/xpra.ts)');
+    const xpra = await benchXpra(browser, { frames, keys });
+    if (xpra.kind === 'unavailable') log(`xpra: ${xpra.reason}`);
     const result: WebBenchResult = {
       firstFrameMs: summarize(frameMs), handshakeMs: summarize(handshakeMs),
       echo: { pageWireUs: summarize(wire), pageScreenUs: summarize(screen), sshUs, ebpRunUs, problem },
+      xpra,
     };
     report(result);
     return result;
@@ -220,16 +229,34 @@ export async function main(argv: readonly string[]): Promise<WebBenchResult | un
   }
 }
 
+function xpraAnchor(outcome: XpraOutcome, text: (result: Extract<XpraOutcome, { kind: 'measured' }>['result']) => string): string {
+  return outcome.kind === 'measured' ? text(outcome.result) : 'no Xpra (see below)';
+}
+
 function report(result: WebBenchResult): void {
   const ms = (value: number): string => `${round(value, 0)} ms`;
   const us = (value: number | undefined): string => (value === undefined || Number.isNaN(value) ? '–' : `${round(value / 1000, 2)} ms`);
   const rows = [
     ['| measure | median | p90 | anchor |', '|---|---|---|---|'].join('\n'),
-    `| xclock: click → RFB handshake done | ${ms(result.handshakeMs.median)} | ${ms(result.handshakeMs.p90)} | none (no xpra here) |`,
-    `| xclock: click → first frame on the canvas | ${ms(result.firstFrameMs.median)} | ${ms(result.firstFrameMs.p90)} | none (no xpra here) |`,
+    `| xclock: click → RFB handshake done | ${ms(result.handshakeMs.median)} | ${ms(result.handshakeMs.p90)} | – |`,
+    `| xclock: click → first frame on the canvas | ${ms(result.firstFrameMs.median)} | ${ms(result.firstFrameMs.p90)} | ${xpraAnchor(result.xpra, (x) => `Xpra launch → frame ${ms(x.launchToFrameMs.median)}`)} |`,
     `| terminal: key sent → echo frame back (page WebSocket) | ${us(result.echo.pageWireUs.median)} | ${us(result.echo.pageWireUs.p90)} | ssh -tt ${us(result.echo.sshUs?.median)} (p90 ${us(result.echo.sshUs?.p90)}) |`,
     `| terminal: key event → echo on screen (xterm.js) | ${us(result.echo.pageScreenUs.median)} | ${us(result.echo.pageScreenUs.p90)} | ebp run ${us(result.echo.ebpRunUs?.median)} (p90 ${us(result.echo.ebpRunUs?.p90)}) |`,
   ];
+  if (result.xpra.kind === 'measured') {
+    const x = result.xpra.result;
+    const ratio = (ours: number, theirs: number): string => `${round(ours / theirs, 2)}×`;
+    rows.push(
+      '',
+      `Xpra ${x.version}'s HTML5 client in the same Chromium (bench/xpra.ts):`,
+      '',
+      '| measure | Xpra median | Xpra p90 | ebp median | ebp / Xpra |',
+      '|---|---|---|---|---|',
+      `| xclock: launch → first frame (Xpra: client connected, app started on its display; ebp: click, sandbox, Xvnc, app) | ${ms(x.launchToFrameMs.median)} | ${ms(x.launchToFrameMs.p90)} | ${ms(result.firstFrameMs.median)} | ${ratio(result.firstFrameMs.median, x.launchToFrameMs.median)} |`,
+      `| xclock: open the viewer → first frame (Xpra: navigation to a running xclock; ebp: click → first frame) | ${ms(x.navigateToFrameMs.median)} | ${ms(x.navigateToFrameMs.p90)} | ${ms(result.firstFrameMs.median)} | ${ratio(result.firstFrameMs.median, x.navigateToFrameMs.median)} |`,
+      `| terminal: key event → echo on screen (Xpra: xterm running cat; ebp: xterm.js) | ${us(x.keyToScreenUs.median)} | ${us(x.keyToScreenUs.p90)} | ${us(result.echo.pageScreenUs.median)} | ${ratio(result.echo.pageScreenUs.median, x.keyToScreenUs.median)} |`,
+    );
+  } else rows.push('', `No Xpra anchor: ${result.xpra.reason}`);
   const text = rows.join('\n');
   process.stdout.write(`\n### Apps in the web page\n\n${text}\n${result.echo.problem === undefined ? '' : `\n${result.echo.problem}\n`}`);
   const dir = join(ROOT, 'bench', 'results');

@@ -52,6 +52,8 @@ const PACKAGES = {
     hyperfine: 'times whole commands against the anchors',
     firejail: 'anchor: firejail --noprofile',
     lxc: 'anchor: lxc-execute',
+    xpra: 'anchor of the web bench: Xpra\'s HTML5 client (/usr/share/xpra/www) on loopback',
+    'python3-pil': 'xpra\'s server needs it to accept a client (a Recommends, not pulled with --no-install-recommends)',
   },
 };
 

@@ -38,7 +38,8 @@ export interface Config {
   readonly name: string;
   /** SSH port peers connect to; 0 picks a free one. */
   readonly port: number;
-  readonly ui: { readonly enabled: boolean; readonly port: number };
+  /** The page; `display`: the X display for "Open on this desktop" ('' = the daemon's DISPLAY). */
+  readonly ui: { readonly enabled: boolean; readonly port: number; readonly display: string };
   readonly discovery: { readonly enabled: boolean; readonly interfaces: readonly string[] };
   readonly approval: { readonly policy: ApprovalPolicy; readonly timeoutMs: number; readonly rateLimit: number };
   readonly share: { readonly apps: 'all' | readonly string[]; readonly deny: readonly string[] };
@@ -97,7 +98,7 @@ function deepFreeze<T>(value: T): T {
 export const DEFAULT_CONFIG: Config = deepFreeze({
   name: defaultName(),
   port: DEFAULT_PORT,
-  ui: { enabled: true, port: DEFAULT_UI_PORT },
+  ui: { enabled: true, port: DEFAULT_UI_PORT, display: '' },
   discovery: { enabled: true, interfaces: [] },
   approval: { policy: 'ask', timeoutMs: 60_000, rateLimit: 5 },
   share: { apps: 'all', deny: [] },
@@ -410,7 +411,7 @@ const extraApp = table(
 const root = table({
   name: displayName,
   port,
-  ui: table({ enabled: bool, port }),
+  ui: table({ enabled: bool, port, display: plainText(1, 64, 'an X display such as ":0"') }),
   discovery: table({ enabled: bool, interfaces: list(interfaceName, 64) }),
   approval: table({ policy: oneOf(APPROVAL_POLICIES), timeout: duration(1000, 86_400_000), rate_limit: integer(1, 1000) }),
   share: table({ apps: shareApps, deny: appList }),
@@ -457,7 +458,7 @@ export function validateConfig(document: unknown, fileName: string): Config {
   return deepFreeze({
     name: raw.name ?? defaults.name,
     port: raw.port ?? defaults.port,
-    ui: { enabled: raw.ui?.enabled ?? defaults.ui.enabled, port: raw.ui?.port ?? defaults.ui.port },
+    ui: { enabled: raw.ui?.enabled ?? defaults.ui.enabled, port: raw.ui?.port ?? defaults.ui.port, display: raw.ui?.display ?? defaults.ui.display },
     discovery: {
       enabled: raw.discovery?.enabled ?? defaults.discovery.enabled,
       interfaces: raw.discovery?.interfaces ?? [...defaults.discovery.interfaces],

@@ -37,6 +37,7 @@ import type { ChangeTopic, PoolPeer, WebServices } from '../web/services.js';
 import { Withheld } from './withheld.js';
 import { browserIcon, iconIfAny, parseIconAnswer, readAppIcon, type IconFile } from '../catalog/icon-file.js';
 import { DISPLAY_ENV, displayRequestText } from '../display/vnc.js';
+import { DesktopLaunches } from './desktop.js';
 
 export interface DaemonOptions {
   readonly paths: StatePaths;
@@ -107,12 +108,13 @@ export class Daemon {
   readonly #discovery: Discovery | undefined;
   readonly #timers: NodeJS.Timeout[];
   readonly #web: WebServer | undefined;
+  readonly #desktop: DesktopLaunches;
   #catalog: Catalog;
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
     identity: Identity; config: Config; name: string; ssh: SshServer; control: ControlServer; sessions: Sessions;
-    approvals: Approvals; pool: PeerPool; log: Logger; catalog: Catalog; discovery: Discovery | undefined; timers: NodeJS.Timeout[]; web: WebServer | undefined;
+    approvals: Approvals; pool: PeerPool; log: Logger; catalog: Catalog; discovery: Discovery | undefined; timers: NodeJS.Timeout[]; web: WebServer | undefined; desktop: DesktopLaunches;
   }) {
     this.identity = parts.identity;
     this.config = parts.config;
@@ -127,6 +129,7 @@ export class Daemon {
     this.#discovery = parts.discovery;
     this.#timers = parts.timers;
     this.#web = parts.web;
+    this.#desktop = parts.desktop;
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -250,6 +253,22 @@ export class Daemon {
     for (const timer of timers) timer.unref();
     void directory.checkStatic();
 
+    // "Open on this desktop": the daemon's own display, checked in the background (an X server
+    // that hangs must not hold up the start); launches go through the same pooled connections.
+    const env = options.env ?? process.env;
+    const desktop = new DesktopLaunches({
+      display: config.ui.display !== '' ? config.ui.display : env['DISPLAY'],
+      env,
+      launch: async (peer, appId, x11) => {
+        const { connection, target } = await connect(peer);
+        const remote = await connection.exec(joinShellWords([appId]), { env: {}, x11 });
+        return { remote, peerName: target.view?.name ?? endpointText(connection.endpoint) };
+      },
+      onChange: () => { changed('desktop'); },
+      log,
+    });
+    void desktop.check();
+
     /** Peers' icons, fetched once each (bounded). */
     const icons = new Map<string, IconFile | undefined>();
     // The web page's service layer; the control socket's handlers below call the same functions.
@@ -317,6 +336,9 @@ export class Daemon {
         const { connection } = await connect(peer);
         return connection.exec(joinShellWords([appId]), { env: { [DISPLAY_ENV]: displayRequestText(display) } });
       },
+      desktop: () => desktop.view(),
+      openOnDesktop: (peer, appId) => desktop.open(peer, appId),
+      stopOnDesktop: (id) => desktop.stop(id),
       onChange: (listener) => {
         changes.on('change', listener);
         return () => { changes.off('change', listener); };
@@ -458,7 +480,7 @@ export class Daemon {
     const control = await ControlServer.listen(controlSocketPath(paths.runtimeDir), { ...handlers, ui }, streams);
     log('daemon-started', { name: discovery?.instanceName ?? name, id: identity.fingerprint, port: ssh.port, apps: catalog.apps.length, control: control.path, state: paths.stateDir, discovery: discovery === undefined ? 'off' : 'on' });
     if (web !== undefined) log('ui-started', { url: `http://127.0.0.1:${web.port}/` });
-    return new Daemon({ identity, config, name: discovery?.instanceName ?? name, ssh, control, sessions, approvals, pool, log, catalog, discovery, timers, web });
+    return new Daemon({ identity, config, name: discovery?.instanceName ?? name, ssh, control, sessions, approvals, pool, log, catalog, discovery, timers, web, desktop });
   }
 
   get port(): number {
@@ -484,6 +506,7 @@ export class Daemon {
       await this.#discovery?.close();
       await this.#control.close();
       await this.#web?.close();
+      this.#desktop.close();
       await this.#sessions.stopAll();
       await this.#ssh.close();
       this.#pool.close();

@@ -18,8 +18,8 @@ export interface DisplayQuery {
 /** Application close code: the session on the peer ended (reason says how). */
 export const SESSION_ENDED = 4000;
 const HIGH_WATER = 4 * 1024 * 1024;
-const PEER_TEXT = /^[A-Za-z0-9:+/=.@[\]_ -]{1,128}$/;
-const APP_ID = /^[A-Za-z0-9._-]{1,128}$/;
+export const PEER_TEXT = /^[A-Za-z0-9:+/=.@[\]_ -]{1,128}$/;
+export const APP_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 function pixels(value: string | null, name: string): number {
   const number = Number(value);

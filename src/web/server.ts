@@ -10,7 +10,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { EbpError, STATUS } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { CONTENT_SECURITY_POLICY, TOKEN_COOKIE, cookieValue, hostAllowed, originAllowed, tokenMatches } from './guard.js';
-import { bridgeDisplay, parseDisplayQuery } from './display.js';
+import { APP_ID, PEER_TEXT, bridgeDisplay, parseDisplayQuery } from './display.js';
 import { bridgeTerminal, parseTerminalQuery } from './terminal.js';
 import type { ChangeTopic, WebServices } from './services.js';
 
@@ -249,6 +249,7 @@ export class WebServer {
     else if (get && path === '/api/sessions') sendJson(response, 200, await services.sessions());
     else if (get && path === '/api/trusted') sendJson(response, 200, services.trusted());
     else if (get && path === '/api/shared') sendJson(response, 200, services.shared());
+    else if (get && path === '/api/desktop') sendJson(response, 200, services.desktop());
     else if (get && path === '/api/events') this.#subscribe(response);
     else if (get && (match = /^\/api\/icons\/([A-Za-z0-9._-]{1,128})$/.exec(path)) !== null) await this.#icon(match[1] ?? '', url.searchParams.get('peer') ?? undefined, response);
     else if (post && (match = /^\/api\/requests\/([0-9a-f]{1,32})$/.exec(path)) !== null) {
@@ -258,6 +259,16 @@ export class WebServer {
     } else if (post && (match = /^\/api\/sessions\/([A-Za-z0-9_-]{1,64})\/stop$/.exec(path)) !== null) {
       await readJson(request);
       sendJson(response, 200, await services.stop(match[1] ?? ''));
+    } else if (post && path === '/api/desktop') {
+      const body = await readJson(request);
+      const peer = field(body, 'peer');
+      const app = field(body, 'app');
+      if (!PEER_TEXT.test(peer)) throw new EbpError('USAGE', '"peer" must be a fingerprint, a name or HOST:PORT');
+      if (!APP_ID.test(app)) throw new EbpError('USAGE', '"app" must be an app id');
+      sendJson(response, 202, services.openOnDesktop(peer, app));
+    } else if (post && (match = /^\/api\/desktop\/([0-9a-f]{1,32})\/stop$/.exec(path)) !== null) {
+      await readJson(request);
+      sendJson(response, 200, services.stopOnDesktop(match[1] ?? ''));
     } else if (post && path === '/api/untrust') {
       sendJson(response, 200, await services.untrust(field(await readJson(request), 'id')));
     } else if (post && path === '/api/shared') {

@@ -2,6 +2,7 @@
 // uses (approvals, sessions, trust store, the peer directory, launches on peers). The HTTP
 // routes only translate; they hold no logic of their own.
 import type { AppView } from '../daemon/catalog-source.js';
+import type { DesktopLaunchView, DesktopView } from '../daemon/desktop.js';
 import type { VncDisplay } from '../display/vnc.js';
 import type { IconFile } from '../catalog/icon-file.js';
 import type { Decision, PendingRequest } from '../host/approvals.js';
@@ -36,7 +37,7 @@ export interface SharedAppView extends AppView {
 }
 
 /** What changed, so that the page fetches only that again. */
-export type ChangeTopic = 'pool' | 'requests' | 'sessions' | 'trusted' | 'shared';
+export type ChangeTopic = 'pool' | 'requests' | 'sessions' | 'trusted' | 'shared' | 'desktop';
 
 export interface TerminalSize {
   readonly cols: number;
@@ -59,6 +60,12 @@ export interface WebServices {
   openTerminal(peer: string, appId: string, size: TerminalSize): Promise<RemoteProcess>;
   /** Runs an app on a peer on its own display; stdout/stdin carry the RFB stream. */
   openDisplay(peer: string, appId: string, display: VncDisplay): Promise<RemoteProcess>;
+  /** This daemon's display for "Open on this desktop" (undefined: none) and the apps open there. */
+  desktop(): DesktopView;
+  /** Runs a GUI app on a peer with its windows on this daemon's display (X11 forwarding, untrusted). */
+  openOnDesktop(peer: string, appId: string): DesktopLaunchView;
+  /** Stops an app open on this desktop (its session on the peer ends), or forgets an ended one. */
+  stopOnDesktop(id: string): DesktopLaunchView;
   /** Subscribes to changes; returns the unsubscribe function. */
   onChange(listener: (topic: ChangeTopic) => void): () => void;
 }

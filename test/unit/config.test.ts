@@ -36,6 +36,7 @@ port = 20111
 [ui]
 enabled = false
 port = 20112
+display = ":7"
 
 [discovery]
 enabled = true
@@ -99,7 +100,7 @@ test('every key is read, converted to bytes and milliseconds, with camelCase nam
   assert.deepEqual(config, {
     name: 'alice-laptop',
     port: 20111,
-    ui: { enabled: false, port: 20112 },
+    ui: { enabled: false, port: 20112, display: ':7' },
     discovery: { enabled: true, interfaces: ['eth0', 'wlp2s0', 'br-lan.10'] },
     approval: { policy: 'trusted-only', timeoutMs: 90_000, rateLimit: 3 },
     share: { apps: ['org.gnome.gedit', 'firefox-esr'], deny: ['org.example.Secret'] },

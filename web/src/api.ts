@@ -52,7 +52,23 @@ export interface SharedApp extends AppView {
   readonly shared: boolean;
 }
 
-export type Topic = 'pool' | 'requests' | 'sessions' | 'trusted' | 'shared';
+export interface DesktopLaunch {
+  readonly id: string;
+  readonly app: string;
+  readonly peer: string;
+  readonly peerName: string;
+  readonly state: 'starting' | 'running' | 'ended';
+  readonly startedAt: string;
+  readonly outcome?: string;
+}
+
+export interface DesktopView {
+  /** The daemon's display, when apps can open there. */
+  readonly display: string | undefined;
+  readonly launches: readonly DesktopLaunch[];
+}
+
+export type Topic = 'pool' | 'requests' | 'sessions' | 'trusted' | 'shared' | 'desktop';
 
 export class ApiError extends Error {}
 

@@ -1,12 +1,13 @@
 // The local web page: the pool (every peer with its apps, searchable, live), apps launched in the
 // page, and this machine's approvals, sessions, shared apps and trusted peers.
 import './style.css';
-import { get, post, type PendingRequest, type PoolPeer, type PoolView, type SessionView, type SharedApp, type Topic, type TrustedKey, type AppView } from './api.js';
+import { get, post, type DesktopView, type PendingRequest, type PoolPeer, type PoolView, type SessionView, type SharedApp, type Topic, type TrustedKey, type AppView } from './api.js';
 import { byId, el, inputById, formatBytes, shortFingerprint } from './dom.js';
 
 const live = byId('live');
 const search = inputById('search');
 let pool: PoolView | undefined;
+let desktop: DesktopView = { display: undefined, launches: [] };
 
 function say(text: string): void {
   live.textContent = text;
@@ -65,7 +66,16 @@ function renderPool(): void {
       button.dataset['peer'] = peer.target;
       button.dataset['app'] = app.id;
       button.addEventListener('click', () => { launch(peer, app); });
-      list.append(el('li', {}, button));
+      const item = el('li', {}, button);
+      // A GUI app may also open on the daemon's own display (X11 forwarding), when it has one.
+      if (!app.terminal && desktop.display !== undefined) {
+        const here = el('button', { type: 'button', class: 'on-desktop', text: 'Open on this desktop', 'aria-label': `Open ${app.name} of ${peer.name} on this desktop` });
+        here.addEventListener('click', () => { openOnDesktop(peer, app, here); });
+        const inPage = el('button', { type: 'button', class: 'on-desktop', text: 'Open in the page', 'aria-label': `Open ${app.name} of ${peer.name} in the page` });
+        inPage.addEventListener('click', () => { launch(peer, app); });
+        item.append(el('div', { class: 'ways' }, inPage, here));
+      }
+      list.append(item);
     }
     const body = peer.problem === undefined ? list : el('p', { class: 'muted', text: `apps not available: ${peer.problem}` });
     const section = el('section', { class: 'peer', 'aria-labelledby': heading.id }, heading, meta, body);
@@ -108,6 +118,43 @@ function launch(peer: PoolPeer, app: AppView): void {
     frame.remove();
     search.focus();
   });
+}
+
+function openOnDesktop(peer: PoolPeer, app: AppView, button: HTMLButtonElement): void {
+  button.disabled = true;
+  say(`opening ${app.name} on this desktop (the owner may have to allow it)…`);
+  void post('/api/desktop', { peer: peer.target, app: app.id }).then(async () => {
+    say('live');
+    await loadDesktop();
+  }).catch(report).finally(() => { button.disabled = false; });
+}
+
+async function loadDesktop(): Promise<void> {
+  const before = desktop.display;
+  desktop = await get<DesktopView>('/api/desktop');
+  if (desktop.display !== before) renderPool();
+  const section = byId('desktop-section');
+  section.hidden = desktop.display === undefined && desktop.launches.length === 0;
+  byId('desktop-title').textContent = desktop.display === undefined ? 'On this desktop' : `On this desktop (${desktop.display})`;
+  const container = byId('desktop');
+  if (desktop.launches.length === 0) {
+    container.replaceChildren(el('li', { class: 'muted', text: 'none' }));
+    return;
+  }
+  container.replaceChildren(...desktop.launches.map((launch) => {
+    const ended = launch.state === 'ended';
+    const button = el('button', { type: 'button', class: 'stop', text: ended ? 'Dismiss' : 'Stop', 'aria-label': `${ended ? 'Dismiss' : 'Stop'} ${launch.app} of ${launch.peerName} on this desktop` });
+    button.addEventListener('click', () => {
+      button.disabled = true;
+      void post(`/api/desktop/${encodeURIComponent(launch.id)}/stop`).then(loadDesktop).catch(report);
+    });
+    const state = ended ? (launch.outcome === 'stopped here' ? 'stopped' : `ended with ${launch.outcome ?? 'no status'}`) : launch.state === 'starting' ? 'starting (the owner may have to allow it)…' : 'running';
+    const row = el('li', {}, el('strong', { text: launch.app }), el('span', { text: `on ${launch.peerName}` }), el('span', { class: 'state muted', text: state }), button);
+    row.dataset['launch'] = launch.id;
+    row.dataset['app'] = launch.app;
+    row.dataset['state'] = launch.state;
+    return row;
+  }));
 }
 
 // ---- This machine ---------------------------------------------------------------------------
@@ -197,6 +244,7 @@ const loaders: Readonly<Record<Topic, () => Promise<void>>> = {
   sessions: loadSessions,
   trusted: loadTrusted,
   shared: loadShared,
+  desktop: loadDesktop,
 };
 
 function refresh(topic: Topic): void {

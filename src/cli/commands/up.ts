@@ -23,7 +23,9 @@ it listens on loopback only, discovery needs --interface). It shares this machin
 (public-key authentication only; every launch in a fresh sandbox), answers the local CLI on a
 Unix socket in its runtime folder, and keeps connections to peers open for fast launches.
 It serves the pool as a web page on 127.0.0.1 only (port 20102 by default, [ui] in the config);
-the page needs a secret token: open it with \`ebp ui\`.
+the page needs a secret token: open it with \`ebp ui\`. When the daemon has an X display
+(DISPLAY when it starts, or [ui] display), the page can also open GUI apps on that display (X11
+forwarding with an untrusted cookie).
 Logs one line per event on stderr. SIGINT or SIGTERM end every running session cleanly, then
 the daemon.
 

@@ -20,8 +20,8 @@ export function webConfig(config: HostConfig): string {
   return hostConfig(config).replace('[ui]\nenabled = false', '[ui]\nenabled = true\nport = 0');
 }
 
-export async function startWebDaemon(label: string, config: HostConfig): Promise<WebDaemon> {
-  const daemon = await startDaemon({ label, config: webConfig(config) });
+export async function startWebDaemon(label: string, config: HostConfig, env?: NodeJS.ProcessEnv): Promise<WebDaemon> {
+  const daemon = await startDaemon({ label, config: webConfig(config), ...(env === undefined ? {} : { env }) });
   const loginUrl = (await ebpOk(daemon.stateDir, ['ui', '--print-url'])).stdout.trim();
   const match = /^http:\/\/127\.0\.0\.1:(\d+)\/\?token=([A-Za-z0-9_-]+)$/.exec(loginUrl);
   if (match === null) throw new Error(`unexpected ui URL: ${loginUrl}`);
