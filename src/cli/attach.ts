@@ -1,5 +1,6 @@
 // Connects the person's terminal or pipes to a process on a peer: raw mode and resizes for a
 // terminal, signals forwarded, the terminal restored however the session ends.
+import type { StdioTaken } from '../control/caller-stdio.js';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
 
 export function localTerminal(): { term: string; cols: number; rows: number } | undefined {
@@ -9,8 +10,15 @@ export function localTerminal(): { term: string; cols: number; rows: number } | 
 
 const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
-export async function attach(remote: RemoteProcess, options: { terminal: boolean }): Promise<{ status: number; exit: RemoteExit }> {
-  const { stdin, stdout, stderr } = process;
+export interface AttachOptions {
+  readonly terminal: boolean;
+  /** Descriptors the local daemon reads and writes itself: not read or written here. */
+  readonly taken?: StdioTaken;
+}
+
+export async function attach(remote: RemoteProcess, options: AttachOptions): Promise<{ status: number; exit: RemoteExit }> {
+  const { stdin, stdout } = process;
+  const taken = options.taken;
   const cleanups: (() => void)[] = [];
   if (options.terminal && stdin.isTTY) {
     stdin.setRawMode(true);
@@ -32,15 +40,17 @@ export async function attach(remote: RemoteProcess, options: { terminal: boolean
     process.on(signal, listener);
     cleanups.push(() => process.off(signal, listener));
   }
-  stdin.pipe(remote.stdin);
-  remote.stdout.pipe(stdout, { end: false });
-  remote.stderr.pipe(stderr, { end: false });
+  if (taken?.stdin !== true) stdin.pipe(remote.stdin);
+  if (taken?.stdout !== true) remote.stdout.pipe(stdout, { end: false });
+  if (taken?.stderr !== true) remote.stderr.pipe(process.stderr, { end: false });
   try {
     const exit = await remote.exit;
     return { status: exitStatus(exit), exit };
   } finally {
     for (const cleanup of cleanups.reverse()) cleanup();
-    stdin.unpipe(remote.stdin);
-    stdin.pause();
+    if (taken?.stdin !== true) {
+      stdin.unpipe(remote.stdin);
+      stdin.pause();
+    }
   }
 }

@@ -2,6 +2,7 @@
 // handshake), otherwise directly with this machine's identity.
 import type { StatePaths } from '../config/paths.js';
 import { callDaemon, connectControl, controlSocketPath, readAnswer, throwIfError } from '../control/client.js';
+import type { StdioTaken } from '../control/caller-stdio.js';
 import { framedProcess } from '../control/frames.js';
 import type { LocalDisplay } from '../display/x11-local.js';
 import { EbpError } from '../lib/errors.js';
@@ -13,6 +14,8 @@ export interface PeerLaunch {
   readonly remote: RemoteProcess;
   /** Release the connection once the launch is over (direct launches only). */
   readonly done: () => void;
+  /** This process's descriptors the daemon reads and writes itself: leave them alone. */
+  readonly taken?: StdioTaken;
 }
 
 export interface LaunchSpec {
@@ -37,11 +40,18 @@ export function localeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, 
 export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec): Promise<PeerLaunch> {
   const socket = await connectControl(controlSocketPath(paths.runtimeDir));
   if (socket !== undefined) {
-    socket.write(`${JSON.stringify({ op: 'run', params: spec })}\n`);
+    // The daemon opens this process's stdin/stdout/stderr itself where it can (its answer says
+    // which): their bytes then skip this process.
+    socket.write(`${JSON.stringify({ op: 'run', params: { ...spec, callerStdio: true } })}\n`);
     const { answer, leftover } = await readAnswer(socket);
-    throwIfError(answer);
+    const result = throwIfError(answer) as { stdio?: Partial<StdioTaken> } | undefined;
     socket.resume();
-    return { remote: framedProcess(socket, leftover), done: () => socket.destroy() };
+    const taken = result?.stdio;
+    return {
+      remote: framedProcess(socket, leftover),
+      done: () => socket.destroy(),
+      taken: { stdin: taken?.stdin === true, stdout: taken?.stdout === true, stderr: taken?.stderr === true },
+    };
   }
   // No local daemon: this process dials the peer itself (loaded only now: it is the slow path).
   const direct = await import('./peer-direct.js');

@@ -3,6 +3,7 @@
 import { Readable, Writable } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { RemoteExit, RemoteProcess } from '../transport/remote-process.js';
+import type { CallerStdio } from './caller-stdio.js';
 
 export const Frame = {
   stdin: 0,
@@ -111,7 +112,7 @@ export function framedProcess(socket: Socket, leftover: Buffer): RemoteProcess {
 }
 
 /** The daemon's half: relays frames from the socket to a remote process and back. */
-export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: Buffer): Promise<void> {
+export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: Buffer, local?: CallerStdio): Promise<void> {
   const decoder = new FrameDecoder();
   const onData = (chunk: Buffer): void => {
     let frames;
@@ -154,14 +155,53 @@ export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: 
   };
   socket.on('data', onData);
   if (leftover.length > 0) onData(leftover);
-  remote.stdout.pipe(frameWriter(socket, Frame.stdout));
-  remote.stderr.pipe(frameWriter(socket, Frame.stderr));
+  // Descriptors the daemon opened itself (caller-stdio.ts) skip the frames and the CLI.
+  remote.stdin.on('error', () => undefined);
+  if (local?.stdin !== undefined) {
+    local.stdin.on('error', () => {
+      remote.stdin.end();
+    });
+    local.stdin.pipe(remote.stdin);
+  }
+  const flushes: Promise<void>[] = [];
+  const output = (stream: Readable, own: Writable | undefined, type: FrameType): void => {
+    if (own === undefined) {
+      stream.pipe(frameWriter(socket, type));
+      return;
+    }
+    // The reader went away (EPIPE): as when the CLI died of it, the session ends.
+    own.on('error', () => {
+      remote.close();
+    });
+    flushes.push(new Promise<void>((resolve) => {
+      own.once('finish', resolve);
+      own.once('close', resolve);
+      own.once('error', () => { resolve(); });
+    }));
+    stream.pipe(own);
+  };
+  output(remote.stdout, local?.stdout, Frame.stdout);
+  output(remote.stderr, local?.stderr, Frame.stderr);
+  if (local !== undefined) socket.once('close', () => { local.destroy(); });
   const outputs = [remote.stdout, remote.stderr].map((stream) => new Promise<void>((resolve) => {
     stream.once('end', resolve);
     stream.once('close', resolve);
   }));
   return remote.exit.then(async (exit) => {
     await Promise.race([Promise.all(outputs), new Promise((resolve) => setTimeout(resolve, 1000))]);
+    if (local !== undefined) {
+      // Everything written to the caller's terminal or pipe before the status reaches the CLI
+      // (its shell prints the prompt next), and no more of its input read.
+      local.stdin?.unpipe();
+      local.stdin?.destroy();
+      for (const [stream, own] of [[remote.stdout, local.stdout], [remote.stderr, local.stderr]] as const) {
+        if (own === undefined) continue;
+        stream.unpipe(own);
+        own.end();
+      }
+      if (!socket.destroyed) await Promise.all(flushes);
+      local.destroy();
+    }
     socket.end(encodeFrame(Frame.exit, JSON.stringify(exit)));
   });
 }

@@ -7,6 +7,7 @@ import { loadConfig, defaultConfigFile } from '../config/load.js';
 import { displayNameProblem, type Config } from '../config/schema.js';
 import type { StatePaths } from '../config/paths.js';
 import { controlSocketPath } from '../control/client.js';
+import { openCallerStdio } from '../control/caller-stdio.js';
 import { relayToProcess } from '../control/frames.js';
 import { ControlServer } from '../control/server.js';
 import { validateLocalDisplay } from '../display/x11-local.js';
@@ -442,12 +443,15 @@ export class Daemon {
         const { connection, target } = await connect(text(params, 'peer'), typeof address === 'string' ? address : undefined);
         const remote = await connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env, ...(x11 === undefined ? {} : { x11 }) });
         const where = target.view?.name ?? endpointText(connection.endpoint);
-        socket.write(`${JSON.stringify({ ok: true, result: { peer: where, fingerprint: connection.fingerprint } })}\n`);
+        // The CLI's own terminal or pipes, opened here so the bytes skip the CLI (caller-stdio.ts).
+        const local = params['callerStdio'] === true ? openCallerStdio(socket, { stdin: true, stdout: true, stderr: true }) : undefined;
+        socket.write(`${JSON.stringify({ ok: true, result: { peer: where, fingerprint: connection.fingerprint, ...(local === undefined ? {} : { stdio: local.taken }) } })}\n`);
         socket.resume();
         socket.once('close', () => {
           remote.close();
+          local?.destroy();
         });
-        await relayToProcess(socket, remote, leftover);
+        await relayToProcess(socket, remote, leftover, local);
       },
     };
     const web = await startWeb({

@@ -5,7 +5,9 @@ import koffi from 'koffi';
 
 interface Libc {
   ioctl: (fd: number, request: number) => number;
+  ioctlInt: (fd: number, request: number, out: number[]) => number;
   fcntl: (fd: number, command: number, argument: number) => number;
+  getsockopt: (fd: number, level: number, name: number, out: Buffer, length: number[]) => number;
   errno: () => number;
 }
 
@@ -16,8 +18,11 @@ function load(): Libc {
   const lib = koffi.load('libc.so.6');
   const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)') as (...args: unknown[]) => number;
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (...args: unknown[]) => number;
+  const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)') as Libc['getsockopt'];
   libc = {
     ioctl: (fd, request) => ioctl(fd, request),
+    ioctlInt: (fd, request, out) => ioctl(fd, request, koffi.out(koffi.pointer('int')), out),
+    getsockopt,
     fcntl: (fd, command, argument) => fcntl(fd, command, 'int', argument),
     errno: () => koffi.errno(),
   };
@@ -58,4 +63,33 @@ export function closeInheritedOnExec(): number {
     if (flags >= 0 && (flags & FD_CLOEXEC) === 0 && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) === 0) marked += 1;
   }
   return marked;
+}
+
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+const TIOCGPGRP = 0x540f;
+
+/** The process id at the other end of a connected Unix socket (SO_PEERCRED), or undefined. */
+export function peerPid(fd: number): number | undefined {
+  try {
+    const { getsockopt } = load();
+    const ucred = Buffer.alloc(12);
+    const length = [ucred.length];
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ucred, length) !== 0 || (length[0] ?? 0) < 4) return undefined;
+    return ucred.readInt32LE(0);
+  } catch {
+    // No FFI here: the caller keeps the slower path.
+    return undefined;
+  }
+}
+
+/** The foreground process group of a terminal (tcgetpgrp), or undefined. */
+export function terminalForegroundGroup(fd: number): number | undefined {
+  try {
+    const { ioctlInt } = load();
+    const out = [0];
+    return ioctlInt(fd, TIOCGPGRP, out) === 0 ? out[0] : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -206,3 +206,44 @@ describe('environment', { skip: SKIP }, () => {
     }
   });
 });
+
+describe('the shell\'s own files and pipes', { skip: SKIP }, () => {
+  // Through its daemon, the CLI's stdin/stdout/stderr are opened by the daemon itself where that
+  // keeps their meaning (pipes, a file read from its start, a file appended to), and relayed by
+  // the CLI otherwise (a file read from an offset, a file written at an offset): both must give
+  // exactly what a local program would.
+  const SIZE = 3 * 1024 * 1024;
+  const SCRIPT = [
+    'set -e',
+    'ebp() { "$NODE" "$EBP" --state-dir "$STATE" run "$PEER" "$@"; }',
+    'ebp cat < "$DIR/in" >> "$DIR/appended"',
+    '{ dd bs=1000 count=1 of=/dev/null 2>/dev/null; ebp cat; echo tail; } < "$DIR/in" > "$DIR/offset"',
+    'cat "$DIR/in" | ebp sh -c \'cat; echo E >&2; exit 3\' 2>> "$DIR/err" | cat > "$DIR/piped" || echo "status $?" >> "$DIR/err"',
+    'ebp cat < /dev/null > "$DIR/empty"',
+  ].join('\n');
+
+  test('a file on stdin, appended output, pipes both ways, an offset: the same bytes as locally', { timeout: 120_000 }, async () => {
+    const { execFile } = await import('node:child_process');
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const { tempDir } = await import('./helpers/pool.js');
+    const data = randomBytes(SIZE);
+    for (const [path, client] of paths) {
+      const dir = tempDir(`stdio-${path}`);
+      writeFileSync(`${dir}/in`, data);
+      writeFileSync(`${dir}/appended`, 'head\n');
+      const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = execFile('/bin/sh', ['-c', SCRIPT], {
+          env: { ...process.env, NODE: process.execPath, EBP, STATE: client, PEER: hostA.endpoint, DIR: dir, EBP_STATE_DIR: '' },
+          timeout: 100_000,
+        }, (error, _stdout, stderr) => { resolve({ code: error === null ? 0 : (typeof error.code === 'number' ? error.code : -1), stderr }); });
+        child.stdin?.end();
+      });
+      assert.equal(result.code, 0, `${path}: ${result.stderr}`);
+      assert.equal(sha256(readFileSync(`${dir}/appended`)), sha256(Buffer.concat([Buffer.from('head\n'), data])), `${path}: appended after the existing line`);
+      assert.equal(sha256(readFileSync(`${dir}/offset`)), sha256(Buffer.concat([data.subarray(1000), Buffer.from('tail\n')])), `${path}: read on from the shell's offset, and the shell wrote on after the output`);
+      assert.equal(sha256(readFileSync(`${dir}/piped`)), sha256(data), `${path}: through pipes`);
+      assert.equal(readFileSync(`${dir}/err`, 'utf8'), 'E\n', `${path}: stderr apart (a pipeline's status is its last command's)`);
+      assert.equal(readFileSync(`${dir}/empty`, 'utf8'), '', `${path}: /dev/null on stdin`);
+    }
+  });
+});

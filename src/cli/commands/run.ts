@@ -132,7 +132,7 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
     : await launchOnPeer(paths, spec);
   hooks.watch?.(launch.remote);
   try {
-    const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined });
+    const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined, ...(launch.taken === undefined ? {} : { taken: launch.taken }) });
     if (exit.kind === 'broken') {
       stderr.write(`ebp: ${exit.message}\n`);
       await hooks.onBroken?.(exit.message);

@@ -7,7 +7,7 @@ import { realpathSync } from 'node:fs';
 import type { StatePaths } from '../../config/paths.js';
 import { connectControl, controlSocketPath, readAnswer, throwIfError } from '../../control/client.js';
 import { framedProcess } from '../../control/frames.js';
-import { defaultShareTarget, parseShareSpec, type SandboxRequest } from '../../sandbox/request.js';
+import type { SandboxRequest } from '../../sandbox/request.js';
 import { attach, localTerminal } from '../attach.js';
 import type { ParsedArgs } from '../args.js';
 import { flag, integerOption, listOption, numberOption, stringOption } from '../args.js';
@@ -59,6 +59,12 @@ not executable; 127 when it is not found.`,
   },
 };
 
+/** Stands in for the share parser when there is nothing to share (never called). */
+const NO_SHARES: Pick<typeof import('../../sandbox/request.js'), 'defaultShareTarget' | 'parseShareSpec'> = {
+  defaultShareTarget: () => { throw new EbpError('INTERNAL', 'no share to place'); },
+  parseShareSpec: () => { throw new EbpError('INTERNAL', 'no share to parse'); },
+};
+
 /**
  * The same sandbox, set up by the running daemon (same user: its control socket is ours alone),
  * which holds the engine already. Undefined when no daemon runs here.
@@ -67,8 +73,11 @@ async function viaDaemon(args: ParsedArgs, paths: StatePaths, stderr: NodeJS.Wri
   const socket = await connectControl(controlSocketPath(paths.runtimeDir));
   if (socket === undefined) return undefined;
   const home = process.env['HOME'] ?? homedir();
+  const shareSpecs = listOption(args, 'share');
+  // Loaded only for shares: a plain command should not pay for the sandbox modules here.
+  const { defaultShareTarget, parseShareSpec } = shareSpecs.length === 0 ? NO_SHARES : await import('../../sandbox/request.js');
   // Paths are made absolute here, against this shell's folder and home, not the daemon's.
-  const shares = listOption(args, 'share').map((text) => {
+  const shares = shareSpecs.map((text) => {
     const spec = parseShareSpec(text);
     let source: string;
     try {

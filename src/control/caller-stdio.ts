@@ -1,0 +1,158 @@
+// The daemon's direct line to the CLI's own stdin/stdout/stderr. A launch relayed through the
+// local daemon used to copy every byte CLI -> control socket -> daemon -> SSH channel and back;
+// now the daemon opens the caller's terminal or pipes itself (through /proc/PID/fd of the process
+// at the other end of the control socket, found with SO_PEERCRED) and the CLI only waits for the
+// exit status. Whatever cannot be opened that way (sockets, files at an offset, a terminal the
+// caller does not own the foreground of) stays on the frame relay, so nothing changes meaning.
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { Socket } from 'node:net';
+import { type Readable, Writable } from 'node:stream';
+import { ReadStream as TtyReadStream, WriteStream as TtyWriteStream, isatty } from 'node:tty';
+import { peerPid, terminalForegroundGroup } from '../lib/libc.js';
+
+/** Which of the caller's descriptors the daemon took over (the CLI leaves those alone). */
+export interface StdioTaken {
+  readonly stdin: boolean;
+  readonly stdout: boolean;
+  readonly stderr: boolean;
+}
+
+export interface CallerStdio {
+  readonly taken: StdioTaken;
+  readonly stdin?: Readable;
+  readonly stdout?: Writable;
+  readonly stderr?: Writable;
+  /** Closes every descriptor opened here (idempotent). */
+  destroy(): void;
+}
+
+const NONE: StdioTaken = { stdin: false, stdout: false, stderr: false };
+const BULK_CHUNK = 256 * 1024;
+/** makedev(1, 3): /dev/null. */
+const DEV_NULL = 0x103;
+
+interface FdInfo {
+  readonly pos: number;
+  readonly flags: number;
+}
+
+function fdInfo(pid: number, fd: number): FdInfo | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    const pos = /^pos:\s+(\d+)/m.exec(text);
+    const flags = /^flags:\s+([0-7]+)/m.exec(text);
+    if (pos === null || flags === null) return undefined;
+    return { pos: Number(pos[1]), flags: Number.parseInt(flags[1] ?? '0', 8) };
+  } catch {
+    return undefined;
+  }
+}
+
+function processGroup(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses): state, ppid, pgrp.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const pgrp = Number(fields[2]);
+    return Number.isInteger(pgrp) ? pgrp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function tryOpen(path: string, flags: number): number | undefined {
+  try {
+    return openSync(path, flags);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Opens the caller's descriptor FD for reading. A new open file description: the caller's own
+ * flags (blocking mode) are left as they are. Returns undefined when it must stay on the relay.
+ */
+function openInput(pid: number, pgrp: number | undefined): Readable | undefined {
+  const path = `/proc/${pid}/fd/0`;
+  // O_NONBLOCK: a pipe whose writer is gone must not block open(2); the stream handles EAGAIN.
+  const fd = tryOpen(path, constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
+  if (fd === undefined) return undefined;
+  try {
+    const stat = fstatSync(fd);
+    if (isatty(fd)) {
+      // A terminal the caller is not in the foreground of would have stopped the caller on read
+      // (SIGTTIN); the daemon reading it would steal the shell's keys instead. Relay then.
+      if (pgrp === undefined || terminalForegroundGroup(fd) !== pgrp) throw new Error('background');
+      return new TtyReadStream(fd);
+    }
+    if (stat.isFIFO()) return new Socket({ fd, readable: true, writable: false });
+    if (stat.isCharacterDevice()) return createReadStream('', { fd, highWaterMark: BULK_CHUNK });
+    if (stat.isFile()) {
+      // A new description reads from the start: take it only if the caller is there too.
+      if (fdInfo(pid, 0)?.pos !== 0) throw new Error('offset');
+      return createReadStream('', { fd, highWaterMark: BULK_CHUNK });
+    }
+    throw new Error('other');
+  } catch {
+    closeSync(fd);
+    return undefined;
+  }
+}
+
+function openOutput(pid: number, which: 1 | 2): Writable | undefined {
+  const path = `/proc/${pid}/fd/${which}`;
+  const info = fdInfo(pid, which);
+  if (info === undefined) return undefined;
+  const append = (info.flags & constants.O_APPEND) !== 0;
+  const fd = tryOpen(path, constants.O_WRONLY | constants.O_NOCTTY | constants.O_NONBLOCK | (append ? constants.O_APPEND : 0));
+  if (fd === undefined) return undefined;
+  try {
+    const stat = fstatSync(fd);
+    if (isatty(fd)) {
+      const stream = new TtyWriteStream(fd);
+      // Node makes terminal writes blocking; the daemon's event loop must never wait on a
+      // person's terminal (a paused one, Ctrl-S), so back to non-blocking with backpressure.
+      (stream as unknown as { _handle?: { setBlocking?: (blocking: boolean) => void } })._handle?.setBlocking?.(false);
+      return stream;
+    }
+    if (stat.isFIFO()) return new Socket({ fd, readable: false, writable: true });
+    if (stat.isCharacterDevice() && stat.rdev === DEV_NULL) {
+      // Output thrown away: no write(2) per SSH packet through the thread pool.
+      closeSync(fd);
+      return new Writable({ write: (_chunk, _encoding, callback) => { callback(); } });
+    }
+    if (stat.isCharacterDevice()) return createWriteStream('', { fd });
+    // A regular file: the shared offset would not move, so only appending is the same.
+    if (stat.isFile() && append) return createWriteStream('', { fd });
+    throw new Error('other');
+  } catch {
+    closeSync(fd);
+    return undefined;
+  }
+}
+
+/**
+ * Opens the stdio of the process at the other end of SOCKET. The control socket is this daemon
+ * user's alone, so that process is the same user (or root): the kernel's own /proc permission
+ * check (ptrace read access) is the boundary, and nothing is opened that the caller could not.
+ */
+export function openCallerStdio(socket: Socket, want: StdioTaken): CallerStdio {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const pid = fd === undefined || fd < 0 ? undefined : peerPid(fd);
+  if (pid === undefined || pid <= 0) return { taken: NONE, destroy: () => undefined };
+  const stdin = want.stdin ? openInput(pid, processGroup(pid)) : undefined;
+  const stdout = want.stdout ? openOutput(pid, 1) : undefined;
+  const stderr = want.stderr ? openOutput(pid, 2) : undefined;
+  return {
+    taken: { stdin: stdin !== undefined, stdout: stdout !== undefined, stderr: stderr !== undefined },
+    ...(stdin === undefined ? {} : { stdin }),
+    ...(stdout === undefined ? {} : { stdout }),
+    ...(stderr === undefined ? {} : { stderr }),
+    destroy() {
+      stdin?.destroy();
+      stdout?.destroy();
+      stderr?.destroy();
+    },
+  };
+}
