@@ -45,6 +45,19 @@ export async function attach(remote: RemoteProcess, options: AttachOptions): Pro
   if (taken?.stderr !== true) remote.stderr.pipe(process.stderr, { end: false });
   try {
     const exit = await remote.exit;
+    // The status can overtake the last output still queued behind a slow reader: let the
+    // output streams end first (as the daemon's relay does), but never wait long.
+    const outputs = [taken?.stdout === true ? undefined : remote.stdout, taken?.stderr === true ? undefined : remote.stderr];
+    await Promise.race([
+      Promise.all(outputs.map(async (stream) => {
+        if (stream === undefined || stream.readableEnded || stream.destroyed) return;
+        await new Promise<void>((resolve) => {
+          stream.once('end', resolve);
+          stream.once('close', resolve);
+        });
+      })),
+      new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+    ]);
     return { status: exitStatus(exit), exit };
   } finally {
     for (const cleanup of cleanups.reverse()) cleanup();

@@ -2,10 +2,11 @@
 // local daemon used to copy every byte CLI -> control socket -> daemon -> SSH channel and back;
 // now the daemon opens the caller's terminal or pipes itself (through /proc/PID/fd of the process
 // at the other end of the control socket, found with SO_PEERCRED) and the CLI only waits for the
-// exit status. Whatever cannot be opened that way (sockets, files at an offset, a terminal the
-// caller does not own the foreground of) stays on the frame relay, so nothing changes meaning.
+// exit status. Taken: a terminal (when the caller is in its foreground), and on stdin pipes,
+// devices and a file read from its start; on stdout/stderr a terminal and /dev/null. The rest
+// stays on the frame relay, so nothing changes meaning.
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { Socket } from 'node:net';
 import { type Readable, Writable } from 'node:stream';
 import { ReadStream as TtyReadStream, WriteStream as TtyWriteStream, isatty } from 'node:tty';
@@ -116,15 +117,14 @@ function openOutput(pid: number, which: 1 | 2): Writable | undefined {
       (stream as unknown as { _handle?: { setBlocking?: (blocking: boolean) => void } })._handle?.setBlocking?.(false);
       return stream;
     }
-    if (stat.isFIFO()) return new Socket({ fd, readable: false, writable: true });
     if (stat.isCharacterDevice() && stat.rdev === DEV_NULL) {
       // Output thrown away: no write(2) per SSH packet through the thread pool.
       closeSync(fd);
       return new Writable({ write: (_chunk, _encoding, callback) => { callback(); } });
     }
-    if (stat.isCharacterDevice()) return createWriteStream('', { fd });
-    // A regular file: the shared offset would not move, so only appending is the same.
-    if (stat.isFile() && append) return createWriteStream('', { fd });
+    // Pipes, files and other devices stay with the CLI for now: a write error there (EPIPE when
+    // the reader of `ebp run A yes | head` is gone) must end the session as the CLI's own EPIPE
+    // does, and the daemon's error path does not yet end a session whose input keeps flowing.
     throw new Error('other');
   } catch {
     closeSync(fd);

@@ -169,8 +169,13 @@ export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: 
       stream.pipe(frameWriter(socket, type));
       return;
     }
-    // The reader went away (EPIPE): as when the CLI died of it, the session ends.
+    // The reader went away (EPIPE): as when the CLI died of it, the session ends. What is still
+    // buffered is thrown away, or the channel would never get to its end and close.
     own.on('error', () => {
+      stream.unpipe(own);
+      stream.resume();
+      local?.stdin?.unpipe();
+      local?.stdin?.destroy();
       remote.close();
     });
     flushes.push(new Promise<void>((resolve) => {

@@ -208,10 +208,10 @@ describe('environment', { skip: SKIP }, () => {
 });
 
 describe('the shell\'s own files and pipes', { skip: SKIP }, () => {
-  // Through its daemon, the CLI's stdin/stdout/stderr are opened by the daemon itself where that
-  // keeps their meaning (pipes, a file read from its start, a file appended to), and relayed by
-  // the CLI otherwise (a file read from an offset, a file written at an offset): both must give
-  // exactly what a local program would.
+  // Through its daemon, the CLI's stdio is opened by the daemon itself where that keeps its
+  // meaning (stdin from a pipe or a file read from its start, /dev/null), and relayed by the CLI
+  // otherwise (a file read from an offset, output to files and pipes): both must give exactly
+  // what a local program would.
   const SIZE = 3 * 1024 * 1024;
   const SCRIPT = [
     'set -e',
@@ -244,6 +244,28 @@ describe('the shell\'s own files and pipes', { skip: SKIP }, () => {
       assert.equal(sha256(readFileSync(`${dir}/piped`)), sha256(data), `${path}: through pipes`);
       assert.equal(readFileSync(`${dir}/err`, 'utf8'), 'E\n', `${path}: stderr apart (a pipeline's status is its last command's)`);
       assert.equal(readFileSync(`${dir}/empty`, 'utf8'), '', `${path}: /dev/null on stdin`);
+    }
+  });
+});
+
+describe('a reader that goes away', { skip: SKIP }, () => {
+  test('`ebp run A sh -c "yes" | head -2` ends by itself, also with stdin still flowing', { timeout: 120_000 }, async () => {
+    const { execFile } = await import('node:child_process');
+    const SCRIPT = [
+      'ebp() { "$NODE" "$EBP" --state-dir "$STATE" run "$PEER" "$@"; }',
+      'ebp sh -c \'while :; do echo y; done\' 2>/dev/null | head -2',
+      'ebp cat < /dev/zero 2>/dev/null | head -c 1000 | wc -c',
+    ].join('\n');
+    for (const [path, client] of paths) {
+      const began = Date.now();
+      const stdout = await new Promise<string>((resolve, reject) => {
+        execFile('/bin/sh', ['-c', SCRIPT], {
+          env: { ...process.env, NODE: process.execPath, EBP, STATE: client, PEER: hostA.endpoint, EBP_STATE_DIR: '' },
+          timeout: 60_000, killSignal: 'SIGKILL',
+        }, (error, out) => { if (error !== null && error.killed === true) reject(new Error(`${path}: still running after 60 s`)); else resolve(out); });
+      });
+      assert.equal(stdout.replace(/ /g, ''), 'y\ny\n1000\n', path);
+      assert.ok(Date.now() - began < 30_000, `${path}: took ${Date.now() - began} ms`);
     }
   });
 });
