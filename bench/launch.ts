@@ -15,7 +15,7 @@
 // Everything it starts (sshd, the daemons, the ControlMaster, the user, the temp folder) is
 // removed at the end, also when a step fails or the run is interrupted.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync, chmodSync, chownSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -26,7 +26,7 @@ import { statePaths } from '../src/config/paths.js';
 import { callDaemon } from '../src/control/client.js';
 import { summarize, type Summary } from './stats.js';
 import { descendants } from './system.js';
-import { freePort, must, run } from './proc.js';
+import { freePort, must, prepareLoginUser, run } from './proc.js';
 
 export interface LaunchOptions {
   readonly root: string;
@@ -352,22 +352,8 @@ async function startSshd(fixture: Fixture): Promise<void> {
   // The login user: a stock shell rc (/etc/skel), so that its start-up costs what it costs on a
   // fresh account; root's own ~/.bashrc here loads pyenv and would flatter ebp.
   const home = fixture.path('home');
-  mkdirSync(home);
-  cpSync('/etc/skel', home, { recursive: true });
-  const existing = run(['getent', 'passwd', BENCH_USER]);
-  if (existing.status === 0) {
-    fixture.userOurs = existing.stdout.split(':')[4] === BENCH_USER_MARK;
-    must(['usermod', '--home', home, '--shell', '/bin/bash', BENCH_USER], 'usermod');
-  } else {
-    must(['useradd', '--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/bin/bash', '--comment', BENCH_USER_MARK, BENCH_USER], 'useradd');
-    fixture.userOurs = true;
-  }
-  // Without PAM, sshd refuses an account whose password field starts with "!" (locked); "*" is
-  // "no password" and lets public keys in.
-  must(['usermod', '--password', '*', BENCH_USER], 'usermod --password');
-  const ids = must(['id', '-u', BENCH_USER], 'id').trim();
-  const gid = Number(must(['id', '-g', BENCH_USER], 'id').trim());
-  for (const entry of ['', ...readdirSync(home)]) chownSync(join(home, entry), Number(ids), gid);
+  const user = prepareLoginUser(BENCH_USER, BENCH_USER_MARK, home);
+  fixture.userOurs = user.ours;
 
   for (let attempt = 0; ; attempt += 1) {
     fixture.sshPort = await freePort(HOST);

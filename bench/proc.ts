@@ -1,7 +1,9 @@
 // Small process and port helpers shared by the benchmarks that start real servers (sshd, Xvfb,
 // daemons): run a command to completion, insist that it succeeds, pick a free loopback port.
 import { spawnSync } from 'node:child_process';
+import { chownSync, cpSync, mkdirSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 
 export interface RunOptions {
   readonly env?: NodeJS.ProcessEnv;
@@ -46,4 +48,29 @@ export async function freePort(host: string): Promise<number> {
       server.close(() => { resolve(port); });
     });
   });
+}
+
+/**
+ * The anchor's login user for a private sshd: HOME gets the stock /etc/skel files (a heavy rc
+ * file would flatter ebp), a "*" password (without PAM, sshd refuses a locked "!" account but
+ * lets public keys into a "*" one). Returns whether the user is ours (made now, or marked with
+ * MARK by an earlier run): only then may the caller delete it.
+ */
+export function prepareLoginUser(name: string, mark: string, home: string): { ours: boolean; uid: number; gid: number } {
+  mkdirSync(home);
+  cpSync('/etc/skel', home, { recursive: true });
+  const existing = run(['getent', 'passwd', name]);
+  let ours: boolean;
+  if (existing.status === 0) {
+    ours = existing.stdout.split(':')[4] === mark;
+    must(['usermod', '--home', home, '--shell', '/bin/bash', name], 'usermod');
+  } else {
+    must(['useradd', '--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/bin/bash', '--comment', mark, name], 'useradd');
+    ours = true;
+  }
+  must(['usermod', '--password', '*', name], 'usermod --password');
+  const uid = Number(must(['id', '-u', name], 'id').trim());
+  const gid = Number(must(['id', '-g', name], 'id').trim());
+  for (const entry of ['', ...readdirSync(home)]) chownSync(join(home, entry), uid, gid);
+  return { ours, uid, gid };
 }

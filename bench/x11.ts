@@ -15,12 +15,12 @@
 // the end, also when a step fails.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { round, summarize, type Summary } from './stats.js';
-import { freePort, must, run } from './proc.js';
+import { freePort, must, prepareLoginUser, run } from './proc.js';
 
 const HOST = '127.0.0.1';
 const BENCH_USER = 'ebp-bench-x11';
@@ -241,20 +241,8 @@ async function startSshd(fixture: Fixture): Promise<void> {
   must(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', fixture.path('client_key')], 'ssh-keygen');
   writeFileSync(fixture.path('authorized_keys'), readFileSync(fixture.path('client_key.pub')), { mode: 0o644 });
   const home = fixture.path('home');
-  mkdirSync(home);
-  cpSync('/etc/skel', home, { recursive: true });
-  const existing = run(['getent', 'passwd', BENCH_USER]);
-  if (existing.status === 0) {
-    fixture.userOurs = existing.stdout.split(':')[4] === BENCH_USER_MARK;
-    must(['usermod', '--home', home, '--shell', '/bin/bash', BENCH_USER], 'usermod');
-  } else {
-    must(['useradd', '--system', '--user-group', '--no-create-home', '--home-dir', home, '--shell', '/bin/bash', '--comment', BENCH_USER_MARK, BENCH_USER], 'useradd');
-    fixture.userOurs = true;
-  }
-  must(['usermod', '--password', '*', BENCH_USER], 'usermod --password');
-  const uid = Number(must(['id', '-u', BENCH_USER], 'id').trim());
-  const gid = Number(must(['id', '-g', BENCH_USER], 'id').trim());
-  for (const entry of ['', ...readdirSync(home)]) chownSync(join(home, entry), uid, gid);
+  const { ours } = prepareLoginUser(BENCH_USER, BENCH_USER_MARK, home);
+  fixture.userOurs = ours;
   fixture.sshPort = await freePort(HOST);
   writeFileSync(fixture.path('sshd_config'), [
     `Port ${fixture.sshPort}`, `ListenAddress ${HOST}`, `HostKey ${fixture.path('host_key')}`, 'PidFile none', 'UsePAM no',
@@ -329,7 +317,7 @@ export async function benchX11(options: X11BenchOptions): Promise<X11BenchResult
     watcher = await MapWatcher.open(fixture.display, fixture.cookie);
     const peer = `${HOST}:${fixture.peerPort}`;
     // The master holds its own X11 forwarding; sessions through it ask for theirs on its connection.
-    must([...fixture.ssh(...fixture.master()), 'true'], 'ssh ControlMaster', { env: fixture.env });
+    must([...fixture.ssh(...fixture.master()), 'true'], 'ssh ControlMaster', { env: fixture.env, timeoutMs: 60_000 });
     const candidates: { name: string; argv: string[] }[] = [
       { name: 'ssh -X (fresh connection)', argv: [...fixture.ssh(), 'xeyes'] },
       { name: 'ssh -X (warm ControlMaster)', argv: [...fixture.ssh(...fixture.master()), 'xeyes'] },
@@ -353,9 +341,9 @@ export async function benchX11(options: X11BenchOptions): Promise<X11BenchResult
 
     options.log(`x11: x11perf ${X11PERF_TESTS.join(' ')} direct, through ssh -X and through ebp`);
     const perfArgs = ['-repeat', '2', '-time', '2', ...X11PERF_TESTS];
-    const direct = parseX11perf(must(['x11perf', ...perfArgs], 'x11perf (direct)', { env: fixture.env }));
-    const viaSsh = parseX11perf(must([...fixture.ssh(), 'x11perf', ...perfArgs], 'x11perf (ssh -X)', { env: fixture.env }));
-    const viaEbp = parseX11perf(must(fixture.ebpArgs('B', 'run', peer, 'x11perf', ...perfArgs), 'x11perf (ebp)', { env: fixture.env }));
+    const direct = parseX11perf(must(['x11perf', ...perfArgs], 'x11perf (direct)', { env: fixture.env, timeoutMs: 60_000 }));
+    const viaSsh = parseX11perf(must([...fixture.ssh(), 'x11perf', ...perfArgs], 'x11perf (ssh -X)', { env: fixture.env, timeoutMs: 60_000 }));
+    const viaEbp = parseX11perf(must(fixture.ebpArgs('B', 'run', peer, 'x11perf', ...perfArgs), 'x11perf (ebp)', { env: fixture.env, timeoutMs: 60_000 }));
     const names = [...new Set([...direct.keys(), ...viaSsh.keys(), ...viaEbp.keys()])];
     const perfRows = names.map((test) => ({ test, direct: direct.get(test), ssh: viaSsh.get(test), ebp: viaEbp.get(test) }));
     notes.push('x11perf -repeat 2 -time 2; ops/s of its summary line per test; untrusted cookies on both forwarded paths');
