@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { IS_ROOT, setupOnce } from './helpers/ebp.js';
+import { captured, IS_ROOT, setupOnce, type Captured } from './helpers/ebp.js';
 import { ebpOk, hostConfig, inTerminal, poolCleanup, startDaemon, tempDir, type PoolDaemon } from './helpers/pool.js';
 
 const execFileAsync = promisify(execFile);
@@ -25,20 +25,8 @@ function sshArgs(extra: readonly string[] = []): string[] {
   ];
 }
 
-interface SshResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function ssh(args: readonly string[], extra: readonly string[] = []): Promise<SshResult> {
-  try {
-    const { stdout, stderr } = await execFileAsync(SSH ?? 'ssh', [...sshArgs(extra), ...args], { timeout: 30_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof failed.code === 'number' ? failed.code : -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-  }
+async function ssh(args: readonly string[], extra: readonly string[] = []): Promise<Captured> {
+  return captured(SSH ?? 'ssh', [...sshArgs(extra), ...args]);
 }
 
 before(async () => {

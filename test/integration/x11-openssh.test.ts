@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { IS_ROOT, setupOnce } from './helpers/ebp.js';
+import { captured, IS_ROOT, setupOnce, type Captured } from './helpers/ebp.js';
 import { ebpOk, hostConfig, poolCleanup, startDaemon, tempDir, tempRoot, waitUntil, type PoolDaemon } from './helpers/pool.js';
 import { startXvfb, windowsNamed, X11_MISSING, xdotool, type Xvfb } from './helpers/xvfb.js';
 
@@ -31,14 +31,8 @@ function sshArgs(forward: '-X' | '-Y', command: readonly string[]): string[] {
   ];
 }
 
-async function ssh(forward: '-X' | '-Y', command: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileAsync(SSH ?? 'ssh', sshArgs(forward, command), { timeout: 30_000, env: { ...process.env, ...x.env } });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof failed.code === 'number' ? failed.code : -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-  }
+async function ssh(forward: '-X' | '-Y', command: readonly string[]): Promise<Captured> {
+  return captured(SSH ?? 'ssh', sshArgs(forward, command), { env: { ...process.env, ...x.env } });
 }
 
 before(async () => {

@@ -1,26 +1,17 @@
 // Shared helpers for the integration tests that run the real `bin/ebp sandbox`: run it with
 // argument arrays (never a shell), run Python probes inside and outside the sandbox, find host
 // processes, watch this process's event loop.
+import { ROOT } from '../../harness/testnet.js';
 import { execFile, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const execFileAsync = promisify(execFile);
 
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'bin', 'ebp')) && existsSync(join(dir, 'package.json'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the repository root (a folder with bin/ebp)');
-    dir = up;
-  }
-}
 
-export const ROOT = findRoot();
+export { ROOT };
 export const EBP = join(ROOT, 'bin', 'ebp');
 export const IS_ROOT = process.getuid?.() === 0;
 /** The raw system call numbers in PY_PRELUDE are x86_64's. */
@@ -325,4 +316,21 @@ export function netUsable(): boolean {
 /** Tag for Python source in a template literal: backslashes stay as written (String.raw). */
 export function py(strings: TemplateStringsArray, ...values: readonly (string | number)[]): string {
   return String.raw({ raw: strings.raw }, ...values);
+}
+
+export interface Captured {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a command to its end and captures it; a failure is a result (code -1: not run, or killed). */
+export async function captured(command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Captured> {
+  try {
+    const { stdout, stderr } = await execFileAsync(command, args, { timeout: options.timeoutMs ?? 30_000, ...(options.env === undefined ? {} : { env: options.env }) });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof failed.code === 'number' ? failed.code : -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+  }
 }

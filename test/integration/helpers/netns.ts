@@ -3,23 +3,12 @@
 // automatic IPv6 link-local address (duplicate address detection off so it is usable at once).
 // Everything is named `ebpt-<random>-...` and removed by `destroy()`; nothing touches the real
 // interfaces of the machine. Also: discovery-node child processes with JSON-line events.
+import { ROOT } from '../../harness/testnet.js';
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'test', 'fixtures'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the repository root');
-    dir = up;
-  }
-}
-
-export const ROOT = findRoot();
+export { ROOT };
 export const DISCOVERY_NODE = join(ROOT, 'test', 'fixtures', 'discovery-node.mjs');
 
 /** Why namespaces cannot be used here, or undefined when they can. */
