@@ -165,7 +165,8 @@ export const SFTP_STALL_MS = 10_000;
  * `stallMs`, both ends are cut: sshfs exits, the kernel aborts the FUSE connection, and file
  * operations in the sandbox fail with ENOTCONN instead of hanging.
  */
-export function joinSftp(local: Duplex, remote: Duplex, stallMs = SFTP_STALL_MS): void {
+export function joinSftp(local: Duplex, remote: Duplex, options: { stallMs?: number; onCut?: () => void } = {}): void {
+  const stallMs = options.stallMs ?? SFTP_STALL_MS;
   let waitingSince: number | undefined;
   local.on('error', () => undefined);
   remote.on('error', () => undefined);
@@ -178,6 +179,7 @@ export function joinSftp(local: Duplex, remote: Duplex, stallMs = SFTP_STALL_MS)
   const timer = setInterval(() => {
     if (waitingSince !== undefined && Date.now() - waitingSince > stallMs) {
       clearInterval(timer);
+      options.onCut?.();
       local.destroy();
       remote.destroy();
     }

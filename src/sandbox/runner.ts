@@ -141,7 +141,10 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
   const lastFd = FD.firstData + plan.dataFiles.length;
   const control = (fd: number): boolean => fd !== FD.sftp || options.sftp !== undefined;
   for (let fd = FD.seccomp; fd < lastFd; fd += 1) if (control(fd)) pipe(fd).on('error', () => undefined);
-  if (options.sftp !== undefined) joinSftp(pipe(FD.sftp) as unknown as Duplex, options.sftp);
+  // A cut file channel explains a setup failure that follows it: bwrap's binds of the stage fail
+  // (or sshfs does) once the FUSE connection is aborted, whatever status that gives.
+  let sftpCut = false;
+  if (options.sftp !== undefined) joinSftp(pipe(FD.sftp) as unknown as Duplex, options.sftp, { onCut: () => { sftpCut = true; } });
   pipe(FD.seccomp).end(engine.seccomp);
   plan.dataFiles.forEach((content, index) => pipe(FD.firstData + index).end(content));
 
@@ -248,7 +251,7 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
         const base = lastStats === undefined ? { durationMs } : { durationMs, stats: lastStats };
         const raw = code ?? (signal === null ? 1 : 128 + (signalNumber(signal) ?? 9));
         if (spawnError !== undefined || !ready) {
-          const filesFailed = policy.remoteFiles !== undefined && raw === FILES_SETUP_EXIT && spawnError === undefined;
+          const filesFailed = policy.remoteFiles !== undefined && (raw === FILES_SETUP_EXIT || sftpCut) && spawnError === undefined;
           const why = setupError ?? (filesFailed ? 'the person\'s files could not be mounted (the file channel from their side failed or was closed)' : undefined) ?? (spawnError === undefined ? `bwrap exited with status ${raw} before the command started (see its message above)` : `cannot run bwrap: ${spawnError.message}`);
           resolve({ ...base, code: SETUP_EXIT, reason: 'setup-failed', message: `the sandbox could not be set up: ${why}` });
         } else if (timedOut) {
