@@ -2,7 +2,7 @@
 // request names an app and its arguments, which become a launch in a fresh sandbox. Works with
 // ebp's own client and with OpenSSH's `ssh -p PORT HOST APP`.
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Writable } from 'node:stream';
 import ssh2, { type AuthContext, type Connection, type PseudoTtyInfo, type ServerChannel, type Session as SshSession } from 'ssh2';
 import { parseX11Request, type X11Forwarding, type X11Request } from '../display/x11-host.js';
 import { DISPLAY_ENV, parseDisplayRequest, type VncDisplay } from '../display/vnc.js';
@@ -345,7 +345,7 @@ export class SshServer {
       await outputDone;
       log('session-ended', { session: session.id, status: exit.code, reason: exit.reason });
       if (exit.message !== undefined) channel.stderr.write(`ebp: ${exit.message}${eol}`);
-      if (!abort.signal.aborted) {
+      if (await outputSent(channel, abort.signal)) {
         if (exit.reason === 'signaled' && exit.code > 128) channel.exit(signalName(exit.code - 128), false, '');
         else channel.exit(exit.code);
         channel.end();
@@ -356,8 +356,10 @@ export class SshServer {
       if (!abort.signal.aborted) {
         channel.stderr.write(`ebp: ${ebpError.message}${eol}`);
         if (ebpError.hint !== undefined) channel.stderr.write(`  fix: ${ebpError.hint}${eol}`);
-        channel.exit(ebpError.exitStatus === 0 ? 1 : ebpError.exitStatus);
-        channel.end();
+        if (await outputSent(channel, abort.signal)) {
+          channel.exit(ebpError.exitStatus === 0 ? 1 : ebpError.exitStatus);
+          channel.end();
+        }
       }
     } finally {
       // The files channel lives exactly as long as the launch: closing it ends the person's
@@ -430,6 +432,23 @@ export class SshServer {
     channel.exit(0);
     channel.end();
   }
+}
+
+/**
+ * Resolves true once everything written to the channel and its stderr has gone out, or false
+ * when the channel went away first. ssh2 sends exit-status at once, ahead of output still waiting
+ * for the client's window: without this, a client may see the status before the last bytes.
+ */
+async function outputSent(channel: ServerChannel, gone: AbortSignal): Promise<boolean> {
+  if (gone.aborted) return false;
+  // A write's callback runs only after every earlier write on that stream has gone out.
+  const flushed = (stream: Writable): Promise<void> => new Promise((resolve) => {
+    if (!stream.writable) resolve();
+    else stream.write(Buffer.alloc(0), () => { resolve(); });
+  });
+  const onGone = new Promise<void>((resolve) => { gone.addEventListener('abort', () => { resolve(); }, { once: true }); });
+  await Promise.race([Promise.all([flushed(channel), flushed(channel.stderr)]), onGone]);
+  return !gone.aborted;
 }
 
 /** Opens an x11 channel back to the client for one X connection made in the sandbox. */
