@@ -10,6 +10,7 @@ import { EbpError } from '../lib/errors.js';
 import { fingerprintOf } from '../peer/keys.js';
 import type { LaunchService, PeerIdentity, Session } from '../host/launch.js';
 import { splitShellWords } from './shell-words.js';
+import { repairWindowHandling } from './ssh2-window.js';
 import { FILES_ENV, filesChannelToken, MAX_SPEC_BYTES, parseFilesSpec, type FilesSpec } from '../files/spec.js';
 
 const { Server, utils } = ssh2;
@@ -68,6 +69,7 @@ export class SshServer {
   readonly #connections = new Set<Connection>();
   readonly #options: SshServerOptions;
   #closed = false;
+  #unrepairedLogged = false;
 
   private constructor(options: SshServerOptions) {
     this.#options = options;
@@ -246,6 +248,10 @@ export class SshServer {
       if (started) return;
       started = true;
       const channel = accept();
+      if (!repairWindowHandling(channel) && !this.#unrepairedLogged) {
+        this.#unrepairedLogged = true;
+        this.#options.log('ssh2-unrepaired', { reason: 'this ssh2 version\'s flow control is not the one ebp repairs: stdout and stderr together may stall' });
+      }
       const token = filesChannelToken(info.command);
       if (token !== undefined) {
         this.#park(channel, token, parked, onEnd);
