@@ -134,6 +134,8 @@ function ensureNodeModules() {
 function build() {
   log('building (tsc)');
   mustRun(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+  log('bundling the CLI (esbuild)');
+  mustRun(process.execPath, [join(root, 'scripts', 'bundle.mjs')]);
   log('building the web page (vite)');
   mustRun(process.execPath, [join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'web/vite.config.mjs', '--logLevel', 'warn']);
 }

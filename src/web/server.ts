@@ -4,10 +4,10 @@
 import { readdirSync, statSync, createReadStream } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { dirname, extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { extname, join } from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { EbpError, STATUS } from '../lib/errors.js';
+import { packageRoot } from '../lib/package-root.js';
 import type { Logger } from '../lib/log.js';
 import { CONTENT_SECURITY_POLICY, TOKEN_COOKIE, cookieValue, hostAllowed, originAllowed, tokenMatches } from './guard.js';
 import { APP_ID, PEER_TEXT, bridgeDisplay, parseDisplayQuery } from './display.js';
@@ -33,9 +33,9 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 };
 
 
-/** The built page next to the compiled server: dist/src/web/server.js -> dist/web. */
+/** The built page: dist/web in the package. */
 export function defaultStaticDir(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web');
+  return join(packageRoot(), 'dist', 'web');
 }
 
 export interface WebServerOptions {

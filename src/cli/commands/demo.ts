@@ -5,8 +5,10 @@
 // interfaces. Ctrl-C removes every namespace, process and (unless --keep-state) state folder.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 import { EbpError } from '../../lib/errors.js';
+import { packageRoot } from '../../lib/package-root.js';
 import { flag, integerOption } from '../args.js';
 import type { Command } from '../command.js';
 import type * as Harness from '../../../test/harness/testnet.js';
@@ -46,7 +48,7 @@ function clock(): string {
 }
 
 async function loadHarness(): Promise<typeof Harness> {
-  const url = new URL('../../../test/harness/testnet.js', import.meta.url);
+  const url = pathToFileURL(join(packageRoot(), 'dist', 'test', 'harness', 'testnet.js'));
   try {
     return (await import(url.href)) as typeof Harness;
   } catch (error) {

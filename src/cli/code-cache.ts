@@ -1,0 +1,117 @@
+// Starts the bundled CLI (dist/ebp.cjs: every module in one file) with V8's code cache, the way
+// Node's own CommonJS loader would run it, minus the compiling: a short-lived command spends a
+// good part of its life compiling JavaScript (ssh2 alone takes tens of ms in a fresh process).
+//
+// The cache is kept per user and per command under $XDG_CACHE_HOME/ebp (default ~/.cache/ebp),
+// in a folder that must be the user's own and closed to others: V8 trusts what it reads there.
+// A command writes its cache when there is none (or V8 rejected it: another Node, another
+// bundle) and the command succeeded, so the cache holds what a working run compiled.
+import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Script } from 'node:vm';
+
+type ModuleFunction = (exports: object, require: NodeJS.Require, module: { exports: object }, filename: string, dirname: string) => void;
+
+/**
+ * How the bundle was started: not at all (missing, older than the modules, or a command that
+ * needs the modules), or with(out) a cache.
+ */
+export type BundleStart = 'missing' | 'stale' | 'modules' | 'cached' | 'compiled' | 'rejected' | 'no-cache';
+
+/**
+ * Commands that run from the modules: `demo` imports the test harness (ES modules) at run time,
+ * and code compiled here cannot import() (Node 20 allows that only behind an experimental flag),
+ * so the bundle has every import() turned into require() (scripts/bundle.mjs).
+ */
+const FROM_MODULES = new Set(['demo']);
+
+/**
+ * Runs the bundle if there is one and it is at least as new as `newest` (the compiled modules it
+ * was made from); 'missing' and 'stale' mean: load the modules instead.
+ */
+export function runBundle(bundle: string, newest: string, argv: readonly string[]): BundleStart {
+  const command = commandOf(argv);
+  if (FROM_MODULES.has(command)) return 'modules';
+  let source: string;
+  let bundleKey: string;
+  try {
+    const fd = openSync(bundle, 'r');
+    try {
+      const stats = fstatSync(fd);
+      if (stats.mtimeMs < statSync(newest).mtimeMs) return 'stale';
+      bundleKey = `${process.version}-${stats.size.toString(36)}-${Math.floor(stats.mtimeMs).toString(36)}`;
+      // The bundle is ASCII (scripts/bundle.mjs): read as one-byte text, no UTF-8 decoding.
+      source = readFileSync(fd, 'latin1');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return 'missing';
+  }
+  const folder = cacheFolder();
+  const file = folder === undefined ? undefined : join(folder, `${bundleKey}-${command}.bin`);
+  let cached: Buffer | undefined;
+  if (file !== undefined) {
+    try {
+      cached = readFileSync(file);
+    } catch {
+      cached = undefined;
+    }
+  }
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) { ${source}\n})`, {
+    filename: bundle,
+    ...(cached === undefined ? {} : { cachedData: cached }),
+  });
+  if (folder !== undefined && file !== undefined && (cached === undefined || script.cachedDataRejected === true)) {
+    process.once('exit', (code) => {
+      if (code === 0) saveCache(folder, file, bundleKey, script);
+    });
+  }
+  const run = script.runInThisContext() as ModuleFunction;
+  const module = { exports: {} };
+  run.call(module.exports, module.exports, createRequire(bundle), module, bundle, dirname(bundle));
+  if (file === undefined) return 'no-cache';
+  return cached === undefined ? 'compiled' : script.cachedDataRejected === true ? 'rejected' : 'cached';
+}
+
+/** The command's name as a file-name part: the first word that is not an option. */
+function commandOf(argv: readonly string[]): string {
+  for (let index = 0; index < argv.length; index += 1) {
+    const word = argv[index] ?? '';
+    if (word === '--') break;
+    if (word === '--state-dir') index += 1;
+    else if (!word.startsWith('-')) return /^[a-z]{1,16}$/.test(word) ? word : 'other';
+  }
+  return 'none';
+}
+
+/** The cache folder if it is (or can be made) this user's own, closed to others; else none. */
+function cacheFolder(): string | undefined {
+  try {
+    const base = process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache');
+    const folder = join(base, 'ebp', 'code');
+    mkdirSync(folder, { recursive: true, mode: 0o700 });
+    const stats = lstatSync(folder);
+    const uid = process.getuid?.() ?? -1;
+    if (!stats.isDirectory() || stats.uid !== uid || (stats.mode & 0o077) !== 0) return undefined;
+    return folder;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes the cache (atomically: concurrent runs may race) and drops those of older bundles. */
+function saveCache(folder: string, file: string, bundleKey: string, script: Script): void {
+  try {
+    const temporary = `${file}.${process.pid}.tmp`;
+    writeFileSync(temporary, script.createCachedData(), { mode: 0o600 });
+    renameSync(temporary, file);
+    for (const name of readdirSync(folder)) {
+      if (!name.startsWith(`${bundleKey}-`)) rmSync(join(folder, name), { force: true });
+    }
+  } catch {
+    // A cache that cannot be written only costs the next run its compile time.
+  }
+}
