@@ -37,12 +37,19 @@ export function localeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, 
   return out;
 }
 
-export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec): Promise<PeerLaunch> {
+/**
+ * Starts the launch. `display` is the X11 display being prepared (its cookie made) while the
+ * daemon's socket or the peer's connection is opened; it is awaited just before the request.
+ */
+export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec, display?: Promise<LocalDisplay | undefined>): Promise<PeerLaunch> {
+  // A failed connection is the error to report; the display's own failure then goes unheard.
+  display?.catch(() => undefined);
   const socket = await connectControl(controlSocketPath(paths.runtimeDir));
   if (socket !== undefined) {
+    const x11 = await display;
     // The daemon opens this process's stdin/stdout/stderr itself where it can (its answer says
     // which): their bytes then skip this process.
-    socket.write(`${JSON.stringify({ op: 'run', params: { ...spec, callerStdio: true } })}\n`);
+    socket.write(`${JSON.stringify({ op: 'run', params: { ...spec, ...(x11 === undefined ? {} : { x11 }), callerStdio: true } })}\n`);
     const { answer, leftover } = await readAnswer(socket);
     const result = throwIfError(answer) as { stdio?: Partial<StdioTaken> } | undefined;
     socket.resume();
@@ -55,7 +62,7 @@ export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec): Promise
   }
   // No local daemon: this process dials the peer itself (loaded only now: it is the slow path).
   const direct = await import('./peer-direct.js');
-  return direct.launchDirect(paths, spec);
+  return direct.launchDirect(paths, spec, display);
 }
 
 /** A query (ebp:apps) to a peer, through the daemon when it runs. */

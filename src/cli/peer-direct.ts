@@ -6,6 +6,7 @@ import { loadConfig, defaultConfigFile } from '../config/load.js';
 import { joinShellWords } from '../transport/shell-words.js';
 import { connectPeer, parseEndpoint, type Endpoint, type PeerConnection } from '../transport/ssh-client.js';
 import { addressTarget } from '../peer/fallback.js';
+import type { LocalDisplay } from '../display/x11-local.js';
 import { DEFAULT_PEER_PORT, type LaunchSpec, type PeerLaunch } from './peer-access.js';
 
 async function connect(paths: StatePaths, peer: string, address?: string): Promise<PeerConnection> {
@@ -27,9 +28,17 @@ export async function connectTo(paths: StatePaths, endpoint: Endpoint, expectedF
   return connectPeer(endpoint, { identity, knownHosts, username: config.name, ...(expectedFingerprint === undefined ? {} : { expectedFingerprint }) });
 }
 
-export async function launchDirect(paths: StatePaths, spec: LaunchSpec): Promise<PeerLaunch> {
+/** Dials the peer and starts the launch; `display` (X11) is awaited once the connection is up. */
+export async function launchDirect(paths: StatePaths, spec: LaunchSpec, display?: Promise<LocalDisplay | undefined>): Promise<PeerLaunch> {
   const connection = await connect(paths, spec.peer, spec.address);
-  const remote = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env, ...(spec.x11 === undefined ? {} : { x11: spec.x11 }) });
+  let x11: LocalDisplay | undefined;
+  try {
+    x11 = (await display) ?? spec.x11;
+  } catch (error) {
+    connection.close();
+    throw error;
+  }
+  const remote = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env, ...(x11 === undefined ? {} : { x11 }) });
   return {
     remote,
     done: () => {

@@ -6,7 +6,7 @@ import type { Command, CommandContext } from '../command.js';
 import { callDaemon } from '../../control/client.js';
 import { statSync } from 'node:fs';
 import { flag, listOption, stringOption, type ParsedArgs } from '../args.js';
-import { launchOnPeer, localeEnv } from '../peer-access.js';
+import { launchOnPeer, localeEnv, type PeerLaunch } from '../peer-access.js';
 import type { RemoteProcess } from '../../transport/remote-process.js';
 import type { LocalDisplay } from '../../display/x11-local.js';
 
@@ -120,16 +120,21 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
   }
   if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run PEER APP [ARGS...]; see the peers with `ebp peers` and their apps with `ebp apps PEER`' });
   const pty = localTerminal();
-  const x11 = await x11For(args, stderr);
+  // The display's cookie is made while the connection is opened (xauth is a process of its own).
+  const display = x11For(args, stderr);
   const address = stringOption(args, 'address');
   const shares = listOption(args, 'share');
   const files = listOption(args, 'file');
-  const spec = { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }), ...(address === undefined ? {} : { address }), ...(x11 === undefined ? {} : { x11 }) };
+  const spec = { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }), ...(address === undefined ? {} : { address }) };
   // Files involved (named, or an argument that is a local file): this process dials the peer
   // itself and serves them (see files-launch.ts); otherwise the usual path.
-  const launch = shares.length > 0 || files.length > 0 || rest.some(isLocalFile)
-    ? await (await import('../files-launch.js')).launchWithFiles(paths, { ...spec, shares, files })
-    : await launchOnPeer(paths, spec);
+  let launch: PeerLaunch;
+  if (shares.length > 0 || files.length > 0 || rest.some(isLocalFile)) {
+    const x11 = await display;
+    launch = await (await import('../files-launch.js')).launchWithFiles(paths, { ...spec, shares, files, ...(x11 === undefined ? {} : { x11 }) });
+  } else {
+    launch = await launchOnPeer(paths, spec, display);
+  }
   hooks.watch?.(launch.remote);
   try {
     const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined, ...(launch.taken === undefined ? {} : { taken: launch.taken }) });
