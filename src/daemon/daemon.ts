@@ -260,9 +260,9 @@ export class Daemon {
     const desktop = new DesktopLaunches({
       display: config.ui.display !== '' ? config.ui.display : env['DISPLAY'],
       env,
-      launch: async (peer, appId, x11) => {
+      launch: async (peer, appId, x11, onWindow) => {
         const { connection, target } = await connect(peer);
-        const remote = await connection.exec(joinShellWords([appId]), { env: {}, x11 });
+        const remote = await connection.exec(joinShellWords([appId]), { env: {}, x11, onX11Connection: onWindow });
         return { remote, peerName: target.view?.name ?? endpointText(connection.endpoint) };
       },
       onChange: () => { changed('desktop'); },

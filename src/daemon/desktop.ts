@@ -10,7 +10,11 @@ import type { Logger } from '../lib/log.js';
 import { parseDisplay, prepareLocalDisplay, type LocalDisplay } from '../display/x11-local.js';
 import { exitStatus, type RemoteProcess } from '../transport/remote-process.js';
 
-export type DesktopLaunchState = 'starting' | 'running' | 'ended';
+/**
+ * starting: asked for; waiting: the peer's owner is being asked; running: one of its windows
+ * (an X connection) reached this display; ended.
+ */
+export type DesktopLaunchState = 'starting' | 'waiting' | 'running' | 'ended';
 
 /** One launch on this desktop, as the page shows it. */
 export interface DesktopLaunchView {
@@ -42,8 +46,11 @@ export interface DesktopOptions {
   readonly display: string | undefined;
   /** The daemon's environment (XAUTHORITY for the display's cookie). */
   readonly env: NodeJS.ProcessEnv;
-  /** Runs `appId` on the peer with these X11 settings; resolves with the session and the peer's name. */
-  readonly launch: (peer: string, appId: string, x11: LocalDisplay) => Promise<{ remote: RemoteProcess; peerName: string }>;
+  /**
+   * Runs `appId` on the peer with these X11 settings; resolves with the session and the peer's
+   * name. `onWindow` is called as each of the app's X connections reaches the display.
+   */
+  readonly launch: (peer: string, appId: string, x11: LocalDisplay, onWindow: () => void) => Promise<{ remote: RemoteProcess; peerName: string }>;
   readonly onChange: () => void;
   readonly log: Logger;
 }
@@ -132,7 +139,7 @@ export class DesktopLaunches {
     try {
       // Per launch: an untrusted cookie made now expires only 20 min after its last window closed.
       const x11 = await prepareLocalDisplay({ display, trusted: false, env: this.#options.env });
-      const started = await this.#options.launch(peer, app, x11);
+      const started = await this.#options.launch(peer, app, x11, () => { this.#advance(entry, 'running'); });
       remote = started.remote;
       entry.view = { ...entry.view, peerName: started.peerName };
     } catch (error) {
@@ -142,7 +149,6 @@ export class DesktopLaunches {
     }
     entry.remote = remote;
     if (entry.stopRequested || this.#closed) remote.close();
-    else entry.view = { ...entry.view, state: 'running' };
     this.#options.onChange();
     this.#options.log('desktop-launch', { peer, app, display });
     // No input, and its output is not shown: read it so the channel never stalls.
@@ -150,7 +156,10 @@ export class DesktopLaunches {
     remote.stdout.resume();
     let lastError = '';
     remote.stderr.on('data', (chunk: Buffer) => {
-      lastError = chunk.toString('utf8').trim().split('\n').pop() ?? lastError;
+      const text = chunk.toString('utf8');
+      lastError = text.trim().split('\n').pop() ?? lastError;
+      // The peer's own words while its owner decides (transport/ssh-server.ts, onWaiting).
+      if (/waiting for the owner of this machine to allow it/.test(text)) this.#advance(entry, 'waiting');
     });
     const exit = await remote.exit;
     if (entry.stopRequested) {
@@ -158,6 +167,14 @@ export class DesktopLaunches {
       return;
     }
     this.#end(entry, `status ${exitStatus(exit)}${lastError === '' ? '' : `: ${lastError.replace(/^ebp: /, '').slice(0, 200)}`}`);
+  }
+
+  /** Moves a launch on (starting → waiting → running), never back and never out of ended. */
+  #advance(entry: Entry, state: 'waiting' | 'running'): void {
+    const order = { starting: 0, waiting: 1, running: 2, ended: 3 } as const;
+    if (order[state] <= order[entry.view.state]) return;
+    entry.view = { ...entry.view, state };
+    this.#options.onChange();
   }
 
   #end(entry: Entry, outcome: string): void {

@@ -23,6 +23,8 @@ export interface X11Registration {
 }
 
 interface Launch {
+  /** Called when an X connection of the launch reaches the display (its app is running). */
+  readonly onConnected: (() => void) | undefined;
   readonly fake: Buffer;
   readonly local: LocalDisplay;
   readonly address: DisplayAddress;
@@ -60,9 +62,10 @@ export class X11Forwarder {
     return this.#launches.size;
   }
 
-  register(local: LocalDisplay): X11Registration {
+  /** `onConnected` hears of each of the launch's X connections once it reaches the display. */
+  register(local: LocalDisplay, onConnected?: () => void): X11Registration {
     const address = parseDisplay(local.display);
-    const launch: Launch = { fake: randomCookie(16), local, address, realData: Buffer.from(local.authData, 'hex'), streams: new Set() };
+    const launch: Launch = { onConnected, fake: randomCookie(16), local, address, realData: Buffer.from(local.authData, 'hex'), streams: new Set() };
     this.#launches.add(launch);
     let closed = false;
     return {
@@ -131,6 +134,7 @@ export class X11Forwarder {
         channel.pipe(display);
         display.pipe(channel);
         channel.resume();
+        launch.onConnected?.();
       }, (error: unknown) => {
         this.#log('x11-display-unreachable', { display: launch.local.display, error: error instanceof Error ? error.message : String(error) });
         channel.destroy();

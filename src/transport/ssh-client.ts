@@ -39,6 +39,8 @@ export interface ExecOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Forward the app's X11 connections to this display (src/display/x11-client.ts). */
   readonly x11?: LocalDisplay;
+  /** Called as each of the app's X11 connections reaches the display. */
+  readonly onX11Connection?: () => void;
 }
 
 export interface PeerConnection {
@@ -133,7 +135,7 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
   const exec = (command: string, execOptions: ExecOptions = {}): Promise<RemoteProcess> =>
     new Promise((resolve, reject) => {
       const pty: PseudoTtyOptions | undefined = execOptions.pty === undefined ? undefined : { term: execOptions.pty.term, cols: execOptions.pty.cols, rows: execOptions.pty.rows };
-      const display = execOptions.x11 === undefined ? undefined : forwarder().register(execOptions.x11);
+      const display = execOptions.x11 === undefined ? undefined : forwarder().register(execOptions.x11, execOptions.onX11Connection);
       const callback = (error: Error | undefined, channel: ClientChannel): void => {
         // The exit status can arrive in the same read as the reply to the exec request: watch
         // for it here, before any await, or a quick refusal would look like a broken session.

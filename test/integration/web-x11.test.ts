@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
-import { ebpOk, poolCleanup, sessionsOf, tempRoot, trustClient, waitUntil } from './helpers/pool.js';
+import { ebpOk, poolCleanup, sessionsOf, tempRoot, trustClient, waitForRequest, waitUntil } from './helpers/pool.js';
 import { raw, startWebDaemon, type WebDaemon } from './helpers/web.js';
 import { geometry, screenshot, startXvfb, windowsNamed, X11_MISSING, type Xvfb } from './helpers/xvfb.js';
 
@@ -92,6 +92,28 @@ describe('GUI apps on the daemon\'s own desktop', { skip: SKIP }, () => {
     assert.match(await row.innerText(), /stopped/);
     await waitUntil(async () => (await sessionsOf(host)).length === 0 || undefined, 15_000, 'the host session ended');
     await page.screenshot({ path: join(ARTIFACTS, '21-desktop-stopped.png'), fullPage: true });
+    await row.getByRole('button', { name: /^Dismiss xeyes/ }).click();
+    await row.waitFor({ state: 'detached', timeout: 10_000 });
+  });
+
+  test('on a peer whose owner is asked: the row says so until the owner allows it, then the window opens', { timeout: 90_000 }, async () => {
+    const asking = await startWebDaemon('dxc', { name: 'gamma', policy: 'ask', timeout: '60s', apps: [{ id: 'xeyes', name: 'Eyes', exec: `xeyes -title ${EYES}-gamma` }] });
+    await ebpOk(person.stateDir, ['peers', 'add', asking.endpoint]);
+    const open = page.locator('section.peer[data-peer="gamma"]').getByRole('button', { name: 'Open Eyes of gamma on this desktop' });
+    await open.waitFor({ timeout: 30_000 });
+    await open.click();
+    const row = page.locator('#desktop li[data-app="xeyes"]').filter({ hasText: 'gamma' });
+    await row.and(page.locator('[data-state="waiting"]')).waitFor({ timeout: 20_000 });
+    assert.match(await row.innerText(), /waiting for the owner of gamma to allow it/);
+    assert.deepEqual(await windowsNamed(x, `${EYES}-gamma`), [], 'no window before the owner allows it');
+    await page.screenshot({ path: join(ARTIFACTS, '22-desktop-waiting.png'), fullPage: true });
+    const request = await waitForRequest(asking, person.fingerprint);
+    await ebpOk(asking.stateDir, ['allow', request.id]);
+    await row.and(page.locator('[data-state="running"]')).waitFor({ timeout: 30_000 });
+    await waitUntil(async () => (await windowsNamed(x, `${EYES}-gamma`))[0], 30_000, 'gamma\'s window on the display', 100);
+    await row.getByRole('button', { name: 'Stop xeyes of gamma on this desktop' }).click();
+    await row.and(page.locator('[data-state="ended"]')).waitFor({ timeout: 15_000 });
+    await waitUntil(async () => (await windowsNamed(x, `${EYES}-gamma`)).length === 0 || undefined, 15_000, 'the window gone');
     await row.getByRole('button', { name: /^Dismiss xeyes/ }).click();
     await row.waitFor({ state: 'detached', timeout: 10_000 });
   });

@@ -57,7 +57,7 @@ export interface DesktopLaunch {
   readonly app: string;
   readonly peer: string;
   readonly peerName: string;
-  readonly state: 'starting' | 'running' | 'ended';
+  readonly state: 'starting' | 'waiting' | 'running' | 'ended';
   readonly startedAt: string;
   readonly outcome?: string;
 }

@@ -148,7 +148,9 @@ async function loadDesktop(): Promise<void> {
       button.disabled = true;
       void post(`/api/desktop/${encodeURIComponent(launch.id)}/stop`).then(loadDesktop).catch(report);
     });
-    const state = ended ? (launch.outcome === 'stopped here' ? 'stopped' : `ended with ${launch.outcome ?? 'no status'}`) : launch.state === 'starting' ? 'starting (the owner may have to allow it)…' : 'running';
+    const state = ended ? (launch.outcome === 'stopped here' ? 'stopped' : `ended with ${launch.outcome ?? 'no status'}`)
+      : launch.state === 'waiting' ? `waiting for the owner of ${launch.peerName} to allow it…`
+        : launch.state === 'starting' ? 'starting…' : 'running';
     const row = el('li', {}, el('strong', { text: launch.app }), el('span', { text: `on ${launch.peerName}` }), el('span', { class: 'state muted', text: state }), button);
     row.dataset['launch'] = launch.id;
     row.dataset['app'] = launch.app;
