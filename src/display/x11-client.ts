@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { MIT_COOKIE, randomCookie } from './x11-auth.js';
 import { parseDisplay, type DisplayAddress, type DisplaySocket, type LocalDisplay } from './x11-local.js';
-import { cookieMatches, encodeConnectionSetup, parseConnectionSetup } from './x11-setup.js';
+import { cookieMatches, encodeConnectionSetup, parseConnectionSetup, ServerMessageFramer } from './x11-setup.js';
 
 /** A channel must present its setup this fast; a silent one only holds resources. */
 const SETUP_TIMEOUT_MS = 10_000;
@@ -132,7 +132,20 @@ export class X11Forwarder {
         display.write(encodeConnectionSetup(setup, launch.local.authName, launch.realData));
         if (rest.length > 0) display.write(rest);
         channel.pipe(display);
-        display.pipe(channel);
+        // The server's messages go on whole (see ServerMessageFramer), with pipe()'s backpressure.
+        const framer = new ServerMessageFramer(setup.byteOrder);
+        display.on('data', (chunk: Buffer) => {
+          const ready = framer.push(chunk);
+          if (ready.length > 0 && !channel.write(ready)) {
+            display.pause();
+            channel.once('drain', () => display.resume());
+          }
+        });
+        display.once('end', () => {
+          const rest = framer.flush();
+          if (rest.length > 0) channel.write(rest);
+          channel.end();
+        });
         channel.resume();
         launch.onConnected?.();
       }, (error: unknown) => {

@@ -88,3 +88,88 @@ export function encodeConnectionSetup(setup: Pick<ConnectionSetup, 'byteOrder' |
 export function cookieMatches(presented: Buffer, expected: Buffer): boolean {
   return presented.length === expected.length && timingSafeEqual(presented, expected);
 }
+
+/** Above this, bytes of an unfinished message go on anyway (a large image need not wait whole). */
+const MAX_HELD_BYTES = 64 * 1024;
+const GENERIC_EVENT = 35;
+
+/**
+ * Cuts the X server's stream (to the app) at message boundaries, so that a reply the server
+ * wrote in pieces (Xvfb writes a GetImage reply as header and data, two writes) travels as one
+ * SSH packet: one wake-up and one write on each side instead of two. Messages: the connection
+ * setup answer (8 bytes + 4 × its length at offset 6), then 32-byte errors and events, replies and
+ * generic events with 4 × the length at offset 4 after their first 32 bytes. A message longer
+ * than MAX_HELD_BYTES is passed on in parts as it comes. The stream comes from the person's own
+ * X server; a length that makes no sense ends the framing, and everything passes as it comes.
+ */
+export class ServerMessageFramer {
+  readonly #big: boolean;
+  #held: Buffer = Buffer.alloc(0);
+  /** Bytes still to pass of a message already passed in part (a large one). */
+  #passing = 0;
+  #setupDone = false;
+  #broken = false;
+
+  constructor(byteOrder: 'B' | 'l') {
+    this.#big = byteOrder === 'B';
+  }
+
+  /** Takes a chunk from the server; returns what can go on now (possibly empty). */
+  push(chunk: Buffer): Buffer {
+    if (this.#broken) return chunk;
+    const out: Buffer[] = [];
+    let bytes = chunk;
+    if (this.#passing > 0) {
+      const part = Math.min(this.#passing, bytes.length);
+      out.push(bytes.subarray(0, part));
+      this.#passing -= part;
+      bytes = bytes.subarray(part);
+    }
+    if (this.#held.length > 0) bytes = Buffer.concat([this.#held, bytes]);
+    let offset = 0;
+    for (;;) {
+      const size = this.#messageSize(bytes, offset);
+      if (size === undefined) break;
+      if (size < 0) {
+        this.#broken = true;
+        offset = bytes.length;
+        break;
+      }
+      const available = bytes.length - offset;
+      if (available < size && available <= MAX_HELD_BYTES) break;
+      if (!this.#setupDone) this.#setupDone = bytes[offset] === 1;
+      if (available < size) {
+        this.#passing = size - available;
+        offset = bytes.length;
+        break;
+      }
+      offset += size;
+    }
+    out.push(bytes.subarray(0, offset));
+    this.#held = offset < bytes.length ? Buffer.from(bytes.subarray(offset)) : Buffer.alloc(0);
+    const ready = out.filter((part) => part.length > 0);
+    return ready.length === 1 ? ready[0] ?? Buffer.alloc(0) : Buffer.concat(ready);
+  }
+
+  /** What is held back (the stream ended): passed on as it is. */
+  flush(): Buffer {
+    const held = this.#held;
+    this.#held = Buffer.alloc(0);
+    return held;
+  }
+
+  /** The size of the message at `offset`; undefined: its header is not all here; -1: nonsense. */
+  #messageSize(bytes: Buffer, offset: number): number | undefined {
+    if (!this.#setupDone) {
+      if (bytes.length - offset < 8) return undefined;
+      if ((bytes[offset] ?? 255) > 2) return -1;
+      return 8 + 4 * (this.#big ? bytes.readUInt16BE(offset + 6) : bytes.readUInt16LE(offset + 6));
+    }
+    if (bytes.length - offset < 32) return undefined;
+    const type = (bytes[offset] ?? 0) & 0x7f;
+    if (type !== 1 && type !== GENERIC_EVENT) return 32;
+    const units = this.#big ? bytes.readUInt32BE(offset + 4) : bytes.readUInt32LE(offset + 4);
+    // A reply of more than 1 GiB is not from a real X server.
+    return units > 0x10000000 ? -1 : 32 + 4 * units;
+  }
+}

@@ -11,7 +11,7 @@ import {
 import { parseX11Request } from '../../src/display/x11-host.js';
 import { parseDisplay, validateLocalDisplay } from '../../src/display/x11-local.js';
 import {
-  cookieMatches, encodeConnectionSetup, MAX_SETUP_BYTES, parseConnectionSetup, SETUP_HEADER_BYTES,
+  cookieMatches, encodeConnectionSetup, MAX_SETUP_BYTES, parseConnectionSetup, ServerMessageFramer, SETUP_HEADER_BYTES,
 } from '../../src/display/x11-setup.js';
 import { EbpError } from '../../src/lib/errors.js';
 import { buildBwrapArgs } from '../../src/sandbox/bwrap-args.js';
@@ -188,4 +188,83 @@ test('a forwarded display adds exactly its socket folder and cookie, read-only, 
   assert.equal(without.env['XAUTHORITY'], undefined);
   assert.ok(!buildBwrapArgs(without, { layout: { topDirs: [] } }).args.includes('/tmp/.X11-unix'));
   assert.equal(parseDisplay(':0').number, 0);
+});
+
+// ---- The X server's stream, cut at message boundaries (x11-setup.ts, ServerMessageFramer) ----
+
+/** A server stream: the setup answer, then replies, events, errors and generic events. */
+function serverStream(big: boolean, replySizes: readonly number[]): { bytes: Buffer; boundaries: number[] } {
+  const parts: Buffer[] = [];
+  const setup = Buffer.alloc(8 + 4 * 3, 0x11);
+  setup[0] = 1;
+  if (big) setup.writeUInt16BE(3, 6); else setup.writeUInt16LE(3, 6);
+  parts.push(setup);
+  replySizes.forEach((units, index) => {
+    const reply = Buffer.alloc(32 + 4 * units, index % 200);
+    reply[0] = index % 3 === 0 ? 1 : index % 3 === 1 ? 35 : 1;
+    if (big) reply.writeUInt32BE(units, 4); else reply.writeUInt32LE(units, 4);
+    parts.push(reply);
+    const event = Buffer.alloc(32, 7);
+    event[0] = index % 2 === 0 ? 12 : 0; // an Expose event, or an error
+    parts.push(event);
+  });
+  let at = 0;
+  const boundaries = parts.map((part) => (at += part.length));
+  return { bytes: Buffer.concat(parts), boundaries };
+}
+
+test('X server stream: a reply written in pieces goes on whole; events go on at once', () => {
+  const framer = new ServerMessageFramer('l');
+  const { bytes, boundaries } = serverStream(false, [1]);
+  const setupEnd = boundaries[0] ?? 0;
+  assert.deepEqual(framer.push(bytes.subarray(0, setupEnd + 32)), bytes.subarray(0, setupEnd), 'the setup; the reply\'s header is held');
+  assert.deepEqual(framer.push(bytes.subarray(setupEnd + 32, setupEnd + 36)), bytes.subarray(setupEnd, setupEnd + 36), 'the whole reply');
+  assert.deepEqual(framer.push(bytes.subarray(setupEnd + 36, setupEnd + 50)), Buffer.alloc(0), 'half an event is held');
+  assert.deepEqual(framer.push(bytes.subarray(setupEnd + 50)), bytes.subarray(setupEnd + 36), 'then the event');
+  assert.deepEqual(framer.flush(), Buffer.alloc(0));
+});
+
+test('X server stream: any cutting gives the same bytes, cut only where messages end (both byte orders)', () => {
+  fc.assert(fc.property(
+    fc.boolean(),
+    fc.array(fc.integer({ min: 0, max: 300 }), { minLength: 1, maxLength: 12 }),
+    fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 1, maxLength: 40 }),
+    (big, replySizes, cuts) => {
+      const { bytes, boundaries } = serverStream(big, replySizes);
+      const framer = new ServerMessageFramer(big ? 'B' : 'l');
+      const out: Buffer[] = [];
+      let at = 0;
+      let cut = 0;
+      while (at < bytes.length) {
+        const size = cuts[cut % cuts.length] ?? 1;
+        cut += 1;
+        const piece = framer.push(bytes.subarray(at, at + size));
+        if (piece.length > 0) out.push(piece);
+        at += size;
+      }
+      out.push(framer.flush());
+      assert.deepEqual(Buffer.concat(out), bytes);
+      let end = 0;
+      for (const piece of out) {
+        if (piece.length === 0) continue;
+        end += piece.length;
+        assert.ok(boundaries.includes(end), `a piece ends at ${end}, inside a message`);
+      }
+    },
+  ), { numRuns: 300 });
+});
+
+test('X server stream: a very large reply passes in parts; nonsense passes as it comes', () => {
+  const framer = new ServerMessageFramer('l');
+  const { bytes, boundaries } = serverStream(false, [40_000]);
+  const setupEnd = boundaries[0] ?? 0;
+  const first = framer.push(bytes.subarray(0, setupEnd + 70_000));
+  assert.equal(first.length, setupEnd + 70_000, 'more than 64 KiB of one reply is not held');
+  const rest = framer.push(bytes.subarray(setupEnd + 70_000));
+  assert.deepEqual(Buffer.concat([first, rest]), bytes);
+
+  const odd = new ServerMessageFramer('l');
+  const nonsense = Buffer.from([9, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]);
+  assert.deepEqual(odd.push(nonsense), nonsense, 'a setup status that is not 0, 1 or 2');
+  assert.deepEqual(odd.push(Buffer.from([5])), Buffer.from([5]), 'and everything after it');
 });
