@@ -7,6 +7,7 @@ import type { VncDisplay } from '../display/vnc.js';
 import { EbpError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { exitStatus, type RemoteProcess } from '../transport/remote-process.js';
+import { boundedInteger, launchTarget } from './query.js';
 import type { WebServices } from './services.js';
 
 export interface DisplayQuery {
@@ -18,22 +19,10 @@ export interface DisplayQuery {
 /** Application close code: the session on the peer ended (reason says how). */
 export const SESSION_ENDED = 4000;
 const HIGH_WATER = 4 * 1024 * 1024;
-export const PEER_TEXT = /^[A-Za-z0-9:+/=.@[\]_ -]{1,128}$/;
-export const APP_ID = /^[A-Za-z0-9._-]{1,128}$/;
-
-function pixels(value: string | null, name: string): number {
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 64 || number > 8192) throw new EbpError('USAGE', `${name} must be a whole number of pixels from 64 to 8192`);
-  return number;
-}
-
 /** Validates ?peer=TARGET&app=ID&width=W&height=H. */
 export function parseDisplayQuery(params: URLSearchParams): DisplayQuery {
-  const peer = params.get('peer') ?? '';
-  const app = params.get('app') ?? '';
-  if (!PEER_TEXT.test(peer)) throw new EbpError('USAGE', 'peer must be a fingerprint, a name or HOST:PORT');
-  if (!APP_ID.test(app)) throw new EbpError('USAGE', 'app must be an app id');
-  return { peer, app, display: { kind: 'vnc', width: pixels(params.get('width'), 'width'), height: pixels(params.get('height'), 'height') } };
+  const pixels = (name: string): number => boundedInteger(params.get(name), name, 64, 8192, 'pixels');
+  return { ...launchTarget(params), display: { kind: 'vnc', width: pixels('width'), height: pixels('height') } };
 }
 
 /** A close reason fits in 123 bytes. */

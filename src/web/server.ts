@@ -10,7 +10,8 @@ import { EbpError, STATUS } from '../lib/errors.js';
 import { packageRoot } from '../lib/package-root.js';
 import type { Logger } from '../lib/log.js';
 import { CONTENT_SECURITY_POLICY, TOKEN_COOKIE, cookieValue, hostAllowed, originAllowed, tokenMatches } from './guard.js';
-import { APP_ID, PEER_TEXT, bridgeDisplay, parseDisplayQuery } from './display.js';
+import { bridgeDisplay, parseDisplayQuery } from './display.js';
+import { APP_ID, PEER_TEXT } from './query.js';
 import { bridgeTerminal, parseTerminalQuery } from './terminal.js';
 import type { ChangeTopic, WebServices } from './services.js';
 

@@ -6,6 +6,7 @@ import type { WebSocket, RawData } from 'ws';
 import { EbpError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
+import { boundedInteger, launchTarget } from './query.js';
 import type { TerminalSize, WebServices } from './services.js';
 
 export interface TerminalQuery {
@@ -17,22 +18,11 @@ export interface TerminalQuery {
 /** Output waits while this much is queued for the page (the peer then slows down). */
 const HIGH_WATER = 1024 * 1024;
 
-const PEER_TEXT = /^[A-Za-z0-9:+/=.@[\]_ -]{1,128}$/;
-const APP_ID = /^[A-Za-z0-9._-]{1,128}$/;
-
-function dimension(value: string | null, name: string): number {
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 1 || number > 1000) throw new EbpError('USAGE', `${name} must be a whole number from 1 to 1000`);
-  return number;
-}
 
 /** Validates the WebSocket URL's query: ?peer=TARGET&app=ID&cols=N&rows=N. */
 export function parseTerminalQuery(params: URLSearchParams): TerminalQuery {
-  const peer = params.get('peer') ?? '';
-  const app = params.get('app') ?? '';
-  if (!PEER_TEXT.test(peer)) throw new EbpError('USAGE', 'peer must be a fingerprint, a name or HOST:PORT');
-  if (!APP_ID.test(app)) throw new EbpError('USAGE', 'app must be an app id');
-  return { peer, app, size: { cols: dimension(params.get('cols'), 'cols'), rows: dimension(params.get('rows'), 'rows') } };
+  const dimension = (name: string): number => boundedInteger(params.get(name), name, 1, 1000);
+  return { ...launchTarget(params), size: { cols: dimension('cols'), rows: dimension('rows') } };
 }
 
 type Control = { readonly type: 'resize'; readonly cols: number; readonly rows: number };
