@@ -46,7 +46,13 @@ export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec, display?
   display?.catch(() => undefined);
   const socket = await connectControl(controlSocketPath(paths.runtimeDir));
   if (socket !== undefined) {
-    const x11 = await display;
+    let x11: LocalDisplay | undefined;
+    try {
+      x11 = await display;
+    } catch (error) {
+      socket.destroy();
+      throw error;
+    }
     // The daemon opens this process's stdin/stdout/stderr itself where it can (its answer says
     // which): their bytes then skip this process.
     socket.write(`${JSON.stringify({ op: 'run', params: { ...spec, ...(x11 === undefined ? {} : { x11 }), callerStdio: true } })}\n`);
