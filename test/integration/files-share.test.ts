@@ -98,8 +98,10 @@ describe('shared folders', { skip: SKIP }, () => {
       'printf "saved atomically\\n" > .a.tmp && mv .a.tmp a.txt && echo renamed',
     ].join('\n');
     const started = startIn(client, ['run', '--share', dir, host.endpoint, 'sh', '-c', script]);
-    await waitUntil(() => existsSync(join(dir, 'b.txt')), 20_000, 'the app\'s file on the person\'s disk');
-    assert.equal(readFileSync(join(dir, 'b.txt'), 'utf8'), 'from the app\n');
+    // The file exists as soon as the app's shell opens it, before its line is written: wait for both.
+    const written = (): string | undefined => (existsSync(join(dir, 'b.txt')) ? readFileSync(join(dir, 'b.txt'), 'utf8') : undefined);
+    await waitUntil(() => written() === 'from the app\n' || undefined, 20_000, 'the app\'s file and its line on the person\'s disk');
+    assert.equal(written(), 'from the app\n');
     assert.deepEqual(hostFuseMounts(), [], 'no FUSE mount in the host\'s mount table while it runs');
     writeFileSync(join(dir, 'c.txt'), 'from the person, later\n');
     const result = await started.done;
