@@ -38,20 +38,42 @@ function hasShape(channel: Partial<ChannelInternals>): channel is ChannelInterna
     && typeof channel._waitWindow === 'boolean' && typeof channel.outgoing?.window === 'number';
 }
 
+type Stream = 'stdout' | 'stderr';
+
+/** Where ssh2 parks each stream's write, and the other stream. */
+const PARKED = {
+  stdout: { chunk: '_chunk', callback: '_chunkcb', other: 'stderr' },
+  stderr: { chunk: '_chunkErr', callback: '_chunkcbErr', other: 'stdout' },
+} as const satisfies Record<Stream, { chunk: keyof ChannelInternals; callback: keyof ChannelInternals; other: Stream }>;
+
 /** Resumes the parked write of one stream when the window has room and the other has none parked. */
-function resume(channel: ChannelInternals, which: 'stdout' | 'stderr'): void {
-  if (channel.outgoing.window <= 0) return;
-  if (which === 'stderr' && channel._chunkErr !== undefined && channel._chunk === undefined) {
-    const chunk = channel._chunkErr;
-    const callback = channel._chunkcbErr ?? (() => undefined);
-    channel._waitWindow = false;
-    channel.stderr._write(chunk, null, callback);
-  } else if (which === 'stdout' && channel._chunk !== undefined && channel._chunkErr === undefined) {
-    const chunk = channel._chunk;
-    const callback = channel._chunkcb ?? (() => undefined);
-    channel._waitWindow = false;
-    channel._write(chunk, null, callback);
-  }
+function resume(channel: ChannelInternals, which: Stream): void {
+  const { chunk, callback, other } = PARKED[which];
+  const parked = channel[chunk];
+  if (channel.outgoing.window <= 0 || parked === undefined || channel[PARKED[other].chunk] !== undefined) return;
+  const done = channel[callback] ?? (() => undefined);
+  channel._waitWindow = false;
+  (which === 'stdout' ? channel : channel.stderr)._write(parked, null, done);
+}
+
+/**
+ * Wraps one stream class's _write: it forgets what was parked for that stream as it starts, and
+ * once done resumes the other stream's parked write.
+ */
+function repairWrite(proto: { _write: WriteFn }, which: Stream, channelOf: (self: unknown) => ChannelInternals): void {
+  if (patched.has(proto)) return;
+  const write = proto._write;
+  const { chunk, callback: parkedCallback, other } = PARKED[which];
+  proto._write = function (this: unknown, data, encoding, callback) {
+    const channel = channelOf(this);
+    channel[chunk] = undefined;
+    channel[parkedCallback] = undefined;
+    write.call(this, data, encoding, (error) => {
+      callback(error);
+      if (channel[chunk] === undefined) resume(channel, other);
+    });
+  };
+  patched.add(proto);
 }
 
 /**
@@ -61,33 +83,7 @@ function resume(channel: ChannelInternals, which: 'stdout' | 'stderr'): void {
 export function repairWindowHandling(serverChannel: ServerChannel): boolean {
   const channel = serverChannel as unknown as Partial<ChannelInternals>;
   if (!hasShape(channel)) return false;
-  const channelProto = Object.getPrototypeOf(channel) as { _write: WriteFn };
-  const stderrProto = Object.getPrototypeOf(channel.stderr) as { _write: WriteFn };
-  if (patched.has(channelProto) && patched.has(stderrProto)) return true;
-  if (!patched.has(channelProto)) {
-    const write = channelProto._write;
-    channelProto._write = function (this: ChannelInternals, data, encoding, callback) {
-      this._chunk = undefined;
-      this._chunkcb = undefined;
-      write.call(this, data, encoding, (error) => {
-        callback(error);
-        if (this._chunk === undefined) resume(this, 'stderr');
-      });
-    };
-    patched.add(channelProto);
-  }
-  if (!patched.has(stderrProto)) {
-    const write = stderrProto._write;
-    stderrProto._write = function (this: ChannelInternals['stderr'], data, encoding, callback) {
-      const owner = this._channel;
-      owner._chunkErr = undefined;
-      owner._chunkcbErr = undefined;
-      write.call(this, data, encoding, (error) => {
-        callback(error);
-        if (owner._chunkErr === undefined) resume(owner, 'stdout');
-      });
-    };
-    patched.add(stderrProto);
-  }
+  repairWrite(Object.getPrototypeOf(channel) as { _write: WriteFn }, 'stdout', (self) => self as ChannelInternals);
+  repairWrite(Object.getPrototypeOf(channel.stderr) as { _write: WriteFn }, 'stderr', (self) => (self as ChannelInternals['stderr'])._channel);
   return true;
 }

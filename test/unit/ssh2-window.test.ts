@@ -107,3 +107,11 @@ test('stdout and stderr through a slow reader arrive exactly, then the exit stat
     await new Promise<void>((resolve) => { server.close(() => { resolve(); }); });
   }
 });
+
+test('internals the repair does not know are left alone (false: the server logs it)', () => {
+  for (const stranger of [{}, { _write: () => undefined, stderr: {} }, { _write: () => undefined, stderr: { _write: () => undefined }, _chunk: undefined }]) {
+    const before = JSON.stringify(Object.keys(stranger));
+    assert.equal(repairWindowHandling(stranger as unknown as ServerChannel), false);
+    assert.equal(JSON.stringify(Object.keys(stranger)), before, 'nothing added');
+  }
+});
