@@ -6,6 +6,9 @@ import type { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import koffi from 'koffi';
 
+/** open(2)'s O_CLOEXEC on Linux (node:fs does not export it). */
+const O_CLOEXEC = 0o2000000;
+
 interface PtyCalls {
   posixOpenpt: (flags: number) => number;
   grantpt: (fd: number) => number;
@@ -50,7 +53,9 @@ export interface Pty {
 
 export function openPty(size?: TerminalSize): Pty {
   const libc = load();
-  const masterFd = libc.posixOpenpt(constants.O_RDWR | constants.O_NOCTTY);
+  // Close-on-exec: a master left open across exec would reach every process the daemon starts
+  // later, and through bwrap another person's sandbox could read and type into this terminal.
+  const masterFd = libc.posixOpenpt(constants.O_RDWR | constants.O_NOCTTY | O_CLOEXEC);
   if (masterFd < 0) throw new Error(`posix_openpt failed (errno ${koffi.errno()})`);
   const buffer = Buffer.alloc(128);
   if (libc.grantpt(masterFd) !== 0 || libc.unlockpt(masterFd) !== 0 || libc.ptsnameR(masterFd, buffer, buffer.length) !== 0) {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
 import {
-  clientDir, EBP, ebpIn, hostConfig, inTerminal, pipeThrough, poolCleanup, sha256, shown, startDaemon, startIn, trustClient,
+  clientDir, EBP, ebpIn, hostConfig, inTerminal, pipeThrough, poolCleanup, sessionsOf, sha256, shown, startDaemon, startIn, trustClient, waitUntil,
   type PoolDaemon,
 } from './helpers/pool.js';
 
@@ -159,6 +159,24 @@ describe('terminal', { skip: SKIP }, () => {
       assert.match(screen, /50 132/, `${path}: the new size\n${screen}`);
       assert.equal(exit, 7, `${path}\n${screen}`);
     }
+  });
+
+  test('another launch made while a terminal is open gets none of its descriptors (the pty master)', { timeout: 90_000 }, async () => {
+    const open = inTerminal(
+      [process.execPath, EBP, '--state-dir', direct, 'run', hostA.endpoint, 'sh'],
+      [['$ ', 'echo OPEN; sleep 4; exit 3\\r']],
+      { rows: 24, cols: 80 },
+    );
+    // The terminal's session is running once host A lists it.
+    await waitUntil(async () => (await sessionsOf(hostA)).length > 0, 20_000, 'the terminal session on host A');
+    for (const [path, client] of paths) {
+      const listing = await ebpIn(client, ['run', hostA.endpoint, 'sh', '-c', 'ls /proc/self/fd']);
+      assert.equal(listing.code, 0, `${path}: ${listing.stderr}`);
+      assert.equal(listing.stdout, '0\n1\n2\n3\n', `${path}: fd 3 is ls's own; anything else came from the daemon`);
+    }
+    const { screen, exit } = await open;
+    assert.match(screen, /OPEN/, screen);
+    assert.equal(exit, 3, screen);
   });
 });
 
