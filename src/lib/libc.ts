@@ -1,12 +1,10 @@
 // The few libc calls Node does not expose, through koffi. Loaded lazily: only the code paths that
 // need them pay for the FFI.
-import { readdirSync } from 'node:fs';
 import koffi from 'koffi';
 
 interface Libc {
   ioctl: (fd: number, request: number) => number;
   ioctlInt: (fd: number, request: number, out: number[]) => number;
-  fcntl: (fd: number, command: number, argument: number) => number;
   getsockopt: (fd: number, level: number, name: number, out: Buffer, length: number[]) => number;
   errno: () => number;
 }
@@ -17,13 +15,11 @@ function load(): Libc {
   if (libc !== undefined) return libc;
   const lib = koffi.load('libc.so.6');
   const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)') as (...args: unknown[]) => number;
-  const fcntl = lib.func('int fcntl(int fd, int cmd, ...)') as (...args: unknown[]) => number;
   const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)') as Libc['getsockopt'];
   libc = {
     ioctl: (fd, request) => ioctl(fd, request),
     ioctlInt: (fd, request, out) => ioctl(fd, request, koffi.out(koffi.pointer('int')), out),
     getsockopt,
-    fcntl: (fd, command, argument) => fcntl(fd, command, 'int', argument),
     errno: () => koffi.errno(),
   };
   return libc;
@@ -43,27 +39,6 @@ export function ioctlNoArg(fd: number, request: number, what: string): number {
 
 /** NS_GET_USERNS: a new descriptor for the user namespace that owns a namespace descriptor. */
 export const NS_GET_USERNS = 0xb701;
-
-const F_GETFD = 1;
-const F_SETFD = 2;
-const FD_CLOEXEC = 1;
-
-/**
- * Marks every descriptor above stderr close-on-exec. Threat: a descriptor this process inherited
- * from whoever started it (a terminal multiplexer, a CI runner, a service manager) would otherwise
- * pass through bwrap into every sandbox. Node's own descriptors are close-on-exec already.
- */
-export function closeInheritedOnExec(): number {
-  const { fcntl } = load();
-  let marked = 0;
-  for (const name of readdirSync('/proc/self/fd')) {
-    const fd = Number(name);
-    if (!Number.isInteger(fd) || fd <= 2) continue;
-    const flags = fcntl(fd, F_GETFD, 0);
-    if (flags >= 0 && (flags & FD_CLOEXEC) === 0 && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) === 0) marked += 1;
-  }
-  return marked;
-}
 
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;

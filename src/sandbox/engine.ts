@@ -1,9 +1,8 @@
 // The sandbox engine: everything a launch needs that is found once per process (bwrap and
 // slirp4netns paths, the seccomp program, cgroup access, the host layout, the host uid).
 // A daemon creates it at start; every launch reuses it.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, closeSync, constants, readdirSync, readFileSync } from 'node:fs';
 import { EbpError } from '../lib/errors.js';
-import { readdirSync, readFileSync } from 'node:fs';
 import { detectCgroups, type CgroupManager } from './cgroup/index.js';
 import { hostLayout, type HostLayout } from './host-layout.js';
 import { DEFAULT_NAT_CIDR } from './network.js';
@@ -65,6 +64,28 @@ function inheritableDescriptors(): number[] {
   return open;
 }
 
+/**
+ * Closes the descriptors above stderr that this process inherited without close-on-exec. Threat:
+ * whatever started us (a terminal multiplexer, a CI runner, a service manager) would otherwise
+ * pass them through bwrap into every sandbox. This process never uses them: its own descriptors
+ * are close-on-exec, and the engine is made before it opens any other kind. Closing needs no FFI,
+ * which costs a one-shot `ebp sandbox` milliseconds to load. Node's IPC channel, if any, stays.
+ */
+export function closeInherited(): number[] {
+  const ipc = Number(process.env.NODE_CHANNEL_FD ?? -1);
+  const closed: number[] = [];
+  for (const fd of inheritableDescriptors()) {
+    if (fd === ipc) continue;
+    try {
+      closeSync(fd);
+      closed.push(fd);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return closed;
+}
+
 export async function createEngine(options: EngineOptions = {}): Promise<SandboxEngine> {
   const bwrap = findProgram('bwrap');
   if (bwrap === undefined) {
@@ -73,9 +94,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Sandbox
     });
   }
   const identity = sandboxIdentity();
-  // Threat: descriptors inherited from whoever started us would pass through bwrap into every
-  // sandbox. Mark them close-on-exec (the FFI is loaded only when there are any).
-  if (inheritableDescriptors().length > 0) (await import('../lib/libc.js')).closeInheritedOnExec();
+  closeInherited();
   const seccomp = await loadSeccompProgram(options.cacheDir);
   let cgroups: CgroupManager | undefined;
   let cgroupProblem: string | undefined;
