@@ -1,6 +1,9 @@
 // The `ebp` command line: finds the command, parses its options, runs it, maps errors to exit
 // statuses. Commands are thin; the work happens in the domain folders.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { EbpError } from '../lib/errors.js';
+import { packageRoot } from '../lib/package-root.js';
 import { GLOBAL_OPTIONS, formatOptions, parseArgs } from './args.js';
 import { commandHelp, contextFor, type Command } from './command.js';
 
@@ -51,10 +54,16 @@ function topHelp(): string {
     '',
     'Global options (before or after the command):',
     formatOptions(GLOBAL_OPTIONS),
+    '      --version        print ebp\'s version and exit',
     '',
     'Run `ebp COMMAND --help` for a command\'s options.',
     '',
   ].join('\n');
+}
+
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown };
+  return typeof manifest.version === 'string' ? manifest.version : 'unknown';
 }
 
 /** Splits off the command name: the first word that is not a global option or its value. */
@@ -75,6 +84,10 @@ function findCommand(argv: readonly string[]): { name: string | undefined; rest:
 export async function main(argv: readonly string[]): Promise<number> {
   try {
     const { name, rest } = findCommand(argv);
+    if (name === undefined && rest.includes('--version')) {
+      process.stdout.write(`ebp ${packageVersion()}\n`);
+      return 0;
+    }
     if (name === undefined || name === 'help') {
       const topic = name === 'help' ? COMMANDS.find((command) => command.name === rest[0]) : undefined;
       process.stdout.write(topic === undefined ? topHelp() : commandHelp(await topic.load()));

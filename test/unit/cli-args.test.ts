@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { parseArgs } from '../../src/cli/args.js';
 import { EbpError } from '../../src/lib/errors.js';
@@ -33,4 +36,14 @@ test('unknown options, missing values and values on flags are usage errors', () 
   for (const argv of [['--nope'], ['--memory'], ['--net=yes'], ['-x']]) {
     assert.throws(() => parseArgs(argv, specs), (error: unknown) => error instanceof EbpError && error.code === 'USAGE', argv.join(' '));
   }
+});
+
+test('`ebp --version` prints the package\'s version and exits 0; `ebp --help` lists it', () => {
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const { version } = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { version: string };
+  const printed = spawnSync(process.execPath, [`${root}bin/ebp`, '--version'], { encoding: 'utf8' });
+  assert.equal(printed.status, 0, printed.stderr);
+  assert.equal(printed.stdout, `ebp ${version}\n`);
+  const help = spawnSync(process.execPath, [`${root}bin/ebp`, '--help'], { encoding: 'utf8' });
+  assert.match(help.stdout, /--version/);
 });
