@@ -1,4 +1,5 @@
 // The CLI's side of the control socket: ask the local daemon, or learn that none runs.
+import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { EbpError, type ErrorCode } from '../lib/errors.js';
@@ -10,6 +11,8 @@ export function controlSocketPath(runtimeDir: string): string {
 
 /** Connects, or resolves undefined when no daemon listens there. */
 export async function connectControl(path: string): Promise<Socket | undefined> {
+  // Nothing there: no daemon, known without a socket and its error (a one-shot command's start).
+  if (!existsSync(path)) return undefined;
   return new Promise((resolve, reject) => {
     const socket = connect(path);
     socket.once('connect', () => {
