@@ -5,9 +5,7 @@ import { closeSync, constants, openSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { ReadStream } from 'node:tty';
 import koffi from 'koffi';
-
-/** open(2)'s O_CLOEXEC on Linux (node:fs does not export it). */
-const O_CLOEXEC = 0o2000000;
+import { O_CLOEXEC } from './descriptors.js';
 
 interface PtyCalls {
   posixOpenpt: (flags: number) => number;

@@ -1,7 +1,8 @@
 // The sandbox engine: everything a launch needs that is found once per process (bwrap and
 // slirp4netns paths, the seccomp program, cgroup access, the host layout, the host uid).
 // A daemon creates it at start; every launch reuses it.
-import { accessSync, closeSync, constants, readdirSync, readFileSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
+import { closeInherited } from '../lib/descriptors.js';
 import { EbpError } from '../lib/errors.js';
 import { detectCgroups, type CgroupManager } from './cgroup/index.js';
 import { hostLayout, type HostLayout } from './host-layout.js';
@@ -44,46 +45,6 @@ export interface EngineOptions {
   readonly noCgroups?: boolean;
   /** Where the compiled seccomp program is cached (the state folder); none = compile each time. */
   readonly cacheDir?: string;
-}
-
-const O_CLOEXEC = 0o2000000;
-
-/** Descriptors above stderr that would survive exec (read from /proc, no FFI needed). */
-function inheritableDescriptors(): number[] {
-  const open: number[] = [];
-  for (const name of readdirSync('/proc/self/fdinfo')) {
-    const fd = Number(name);
-    if (!Number.isInteger(fd) || fd <= 2) continue;
-    try {
-      const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${name}`, 'utf8'))?.[1];
-      if (flags !== undefined && (parseInt(flags, 8) & O_CLOEXEC) === 0) open.push(fd);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return open;
-}
-
-/**
- * Closes the descriptors above stderr that this process inherited without close-on-exec. Threat:
- * whatever started us (a terminal multiplexer, a CI runner, a service manager) would otherwise
- * pass them through bwrap into every sandbox. This process never uses them: its own descriptors
- * are close-on-exec, and the engine is made before it opens any other kind. Closing needs no FFI,
- * which costs a one-shot `ebp sandbox` milliseconds to load. Node's IPC channel, if any, stays.
- */
-export function closeInherited(): number[] {
-  const ipc = Number(process.env.NODE_CHANNEL_FD ?? -1);
-  const closed: number[] = [];
-  for (const fd of inheritableDescriptors()) {
-    if (fd === ipc) continue;
-    try {
-      closeSync(fd);
-      closed.push(fd);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return closed;
 }
 
 export async function createEngine(options: EngineOptions = {}): Promise<SandboxEngine> {

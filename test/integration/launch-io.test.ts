@@ -4,8 +4,8 @@
 // dialling the peer itself (no local daemon) and the CLI relayed by its own daemon.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { inheritableDescriptors } from '../../src/lib/descriptors.js';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
 import {
   clientDir, EBP, ebpIn, hostConfig, inTerminal, pipeThrough, poolCleanup, sessionsOf, sha256, shown, startDaemon, startIn, trustClient, waitUntil,
@@ -171,15 +171,7 @@ describe('terminal', { skip: SKIP }, () => {
     // The terminal's session is running once host A lists it.
     await waitUntil(async () => (await sessionsOf(hostA)).length > 0, 20_000, 'the terminal session on host A');
     // The cause, looked at directly: every descriptor of daemon A above stderr is close-on-exec.
-    const O_CLOEXEC = 0o2000000;
-    const inheritable = readdirSync(`/proc/${hostA.pid}/fdinfo`).filter((fd) => {
-      try {
-        const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/${hostA.pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0';
-        return Number(fd) > 2 && (parseInt(flags, 8) & O_CLOEXEC) === 0;
-      } catch {
-        return false;
-      }
-    });
+    const inheritable = inheritableDescriptors(hostA.pid);
     assert.deepEqual(inheritable, [], 'descriptors of daemon A that any child it starts would inherit');
     for (const [path, client] of paths) {
       const listing = await ebpIn(client, ['run', hostA.endpoint, 'sh', '-c', 'ls /proc/self/fd']);
