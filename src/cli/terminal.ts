@@ -1,6 +1,7 @@
 // Connects the person's terminal (or plain pipes) to a sandbox: raw mode and resizes for a
 // terminal, signals forwarded, the terminal restored however the sandbox ends.
 import { spawnSync } from 'node:child_process';
+import { isatty } from 'node:tty';
 import type { SandboxEngine } from '../sandbox/engine.js';
 import type { SandboxPolicy } from '../sandbox/policy.js';
 import { startSandbox, type SandboxExit, type SandboxHandle } from '../sandbox/runner.js';
@@ -27,11 +28,11 @@ function forwardSignals(signals: readonly NodeJS.Signals[], abort: AbortControll
 }
 
 export async function runInTerminalOrPipes(policy: SandboxPolicy, engine: SandboxEngine): Promise<SandboxExit> {
-  const stdin = process.stdin;
-  const stdout = process.stdout;
   const abort = new AbortController();
   let handle: SandboxHandle | undefined;
-  const terminal = stdin.isTTY && stdout.isTTY;
+  // Asked of the descriptors: process.stdin and stdout are streams, made only when a terminal
+  // needs them (the pipes path never reads or writes them here).
+  const terminal = isatty(0) && isatty(1);
   // In raw mode Ctrl-C is a byte for the sandbox's terminal; only signals sent to ebp itself
   // (kill, a closed terminal) are forwarded.
   const unforward = forwardSignals(terminal ? ['SIGTERM', 'SIGHUP'] : FORWARDED, abort, () => handle);
