@@ -60,3 +60,15 @@ await build({
   define: { 'import.meta.url': '__ebpBundleUrl' },
   banner: { js: 'var __ebpBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
 });
+
+// bin/ebp is CommonJS (an ES module entry costs every command the start of Node's ES module
+// loader): it needs the code-cache starter as CommonJS too.
+await build({
+  entryPoints: [join(root, 'dist', 'src', 'cli', 'code-cache.js')],
+  outfile: join(root, 'dist', 'ebp-start.cjs'),
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  logLevel: 'warning',
+});
