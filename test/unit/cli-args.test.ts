@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { parseArgs } from '../../src/cli/args.js';
@@ -46,4 +48,19 @@ test('`ebp --version` prints the package\'s version and exits 0; `ebp --help` li
   assert.equal(printed.stdout, `ebp ${version}\n`);
   const help = spawnSync(process.execPath, [`${root}bin/ebp`, '--help'], { encoding: 'utf8' });
   assert.match(help.stdout, /--version/);
+});
+
+test('a copy of ebp that is not built says so and how to build it, and exits 1', () => {
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  const copy = mkdtempSync(join(tmpdir(), 'ebp-unbuilt-'));
+  try {
+    mkdirSync(join(copy, 'bin'));
+    for (const name of ['ebp', 'package.json']) copyFileSync(join(root, 'bin', name), join(copy, 'bin', name));
+    const run = spawnSync(process.execPath, [join(copy, 'bin', 'ebp'), '--help'], { encoding: 'utf8' });
+    assert.equal(run.status, 1, run.stderr);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /^ebp: this copy of ebp is not built\n {2}fix: run `npm run build`/);
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
 });
