@@ -8,8 +8,8 @@
 // disappears with the namespace however the session ends (no stale mounts, even after
 // kill -9 of the daemon: sshfs loses its SFTP stream, exits, and the namespace dies with the
 // sandbox).
-import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { EbpError } from '../lib/errors.js';
@@ -95,6 +95,8 @@ export function filesPrefix(stage: string, tools: FilesTools): string[] {
  */
 export function stagesRoot(stateDir: string, privileged: boolean): string {
   if (!privileged) return join(stateDir, 'stages');
+  // node:crypto on use only: every sandbox loads this module, few of them need the hash.
+  const { createHash } = createRequire(import.meta.url)('node:crypto') as typeof import('node:crypto');
   return join(PRIVILEGED_RUN, `stages-${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`);
 }
 

@@ -2,7 +2,6 @@
 // write. The data goes to a fresh temporary file in the same directory (O_EXCL, so nothing else's
 // file is ever reused), is fsynced, renamed over the target, and the directory is fsynced so the
 // rename itself survives a power loss.
-import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants as fsConstants,
@@ -17,6 +16,7 @@ import {
 import { link, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { EbpError, errnoCode } from './errors.js';
+import { randomHex } from './random.js';
 
 export interface WriteFileAtomicOptions {
   /**
@@ -38,7 +38,7 @@ const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_
 const DIR_SYNC_UNSUPPORTED = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EISDIR', 'EBADF', 'EPERM', 'EACCES']);
 
 function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomHex(6)}.tmp`);
 }
 
 function toBuffer(data: string | Buffer): Buffer {

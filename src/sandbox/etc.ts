@@ -1,7 +1,7 @@
 // The sandbox's own /etc: generated files (users, host name, resolver) plus a short allow-list of
 // host files that programs need to start. Nothing else of the host's /etc is visible: no shadow,
 // no ssh keys, no sudoers, no host users.
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../lib/random.js';
 import { SANDBOX_USER, type NetworkPolicy } from './policy.js';
 
 export interface EtcFile {
@@ -64,7 +64,7 @@ export function generateEtc(options: EtcOptions): EtcFile[] {
     },
     { path: '/etc/nsswitch.conf', content: 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n' },
     // A fresh id per sandbox: programs that key state on it cannot link two launches.
-    { path: '/etc/machine-id', content: `${randomBytes(16).toString('hex')}\n` },
+    { path: '/etc/machine-id', content: `${randomHex(16)}\n` },
   ];
   if (options.network === 'nat' && options.dnsAddress !== undefined) {
     files.push({ path: '/etc/resolv.conf', content: `nameserver ${options.dnsAddress}\n` });

@@ -1,12 +1,12 @@
 // Runs one policy in a fresh bwrap sandbox: joins its cgroup before the command starts, attaches
 // the network when asked, reports how it ended, and tears everything down however it ends.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { FILES_SETUP_EXIT, filesPrefix, filesTools, joinSftp } from '../files/stage.js';
 import { EbpError } from '../lib/errors.js';
+import { randomHex } from '../lib/random.js';
 import { formatSize } from '../lib/units.js';
 import { buildBwrapArgs, FD, LAUNCHER_SHIM } from './bwrap-args.js';
 import type { CgroupStats, SandboxCgroup } from './cgroup/index.js';
@@ -66,7 +66,7 @@ const SETUP_EXIT = 125;
 let rlimitWarned = false;
 
 function newId(): string {
-  return randomBytes(6).toString('hex');
+  return randomHex(6);
 }
 
 /** Children of a process, read from procfs (the first child of bwrap's pid 1 is the command). */
