@@ -15,6 +15,12 @@ interface CommandEntry {
   readonly name: string;
   readonly summary: string;
   readonly load: () => Promise<Command>;
+  /**
+   * Nothing of the command is left running once it returns (`sandbox` has removed its cgroup and
+   * restored the terminal): the process may exit at once instead of tearing its heap down, a
+   * few milliseconds of every one-shot sandbox.
+   */
+  readonly exitAtOnce?: true;
 }
 
 const COMMANDS: readonly CommandEntry[] = [
@@ -36,7 +42,7 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'sessions', summary: 'list the apps peers are running on this host', load: async () => (await import('./commands/sessions.js')).sessionsCommand },
   { name: 'stop', summary: 'end a running session', load: async () => (await import('./commands/sessions.js')).stopCommand },
   { name: 'ui', summary: 'open the pool in the browser (the local web page)', load: async () => (await import('./commands/ui.js')).uiCommand },
-  { name: 'sandbox', summary: 'run a command in a fresh sandbox, exactly as a remote launch runs', load: async () => (await import('./commands/sandbox.js')).sandboxCommand },
+  { name: 'sandbox', summary: 'run a command in a fresh sandbox, exactly as a remote launch runs', load: async () => (await import('./commands/sandbox.js')).sandboxCommand, exitAtOnce: true },
   { name: 'doctor', summary: 'check this host: sandbox engine, namespaces, cgroups, seccomp, files, X', load: async () => (await import('./commands/doctor.js')).doctorCommand },
   { name: 'setup', summary: 'prepare this host once, as root (sandbox user, cgroups, state folders)', load: async () => (await import('./commands/setup.js')).setupCommand },
   { name: 'demo', summary: 'a pool of N peers on this machine, in network namespaces, to try things on', load: async () => (await import('./commands/demo.js')).demoCommand },
@@ -79,6 +85,12 @@ function findCommand(argv: readonly string[]): { name: string | undefined; rest:
     return { name: token, rest: [...argv.slice(0, index), ...argv.slice(index + 1)] };
   }
   return { name: undefined, rest: [...argv] };
+}
+
+/** Whether the entry point may end the process as soon as main() returns (see exitAtOnce). */
+export function exitsAtOnce(argv: readonly string[]): boolean {
+  const { name } = findCommand(argv);
+  return COMMANDS.find((candidate) => candidate.name === name)?.exitAtOnce === true;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
