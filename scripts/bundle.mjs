@@ -40,16 +40,15 @@ const paddingPool = {
     });
   },
 };
+/** What both outputs are: one CommonJS file for Node 20 with everything it imports inside. */
+const commonJs = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning' };
+
 await build({
+  ...commonJs,
   entryPoints: [join(root, 'dist', 'src', 'cli', 'bundle-entry.js')],
   outfile: join(root, 'dist', 'ebp.cjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
   external: ['koffi'],
   loader: { '.node': 'copy' },
-  logLevel: 'warning',
   plugins: [paddingPool],
   // Code compiled through node:vm cannot import() in Node 20: what the bundle leaves outside
   // (Node's own modules, koffi) is loaded with require().
@@ -64,11 +63,7 @@ await build({
 // bin/ebp is CommonJS (an ES module entry costs every command the start of Node's ES module
 // loader): it needs the code-cache starter as CommonJS too.
 await build({
+  ...commonJs,
   entryPoints: [join(root, 'dist', 'src', 'cli', 'code-cache.js')],
   outfile: join(root, 'dist', 'ebp-start.cjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  logLevel: 'warning',
 });
