@@ -26,9 +26,10 @@ function libraryIdentity(): string {
   return 'unknown';
 }
 
-/** What the program was compiled from, as one line of JSON. */
+/** What the program was compiled from, as one line of JSON (options spelled one way only). */
 export function cacheKey(options: SeccompOptions): string {
-  return JSON.stringify({ FORMAT, rules: SECCOMP_RULES, options, library: libraryIdentity(), arch: process.arch });
+  const allowPtrace = options.allowPtrace === true;
+  return JSON.stringify({ FORMAT, rules: SECCOMP_RULES, options: { allowPtrace }, library: libraryIdentity(), arch: process.arch });
 }
 
 /**

@@ -74,6 +74,14 @@ test('a file of another user is not trusted', { skip: IS_ROOT ? false : 'needs r
   assert.deepEqual(await loadSeccompProgram(dir), real);
 });
 
+test('{} and { allowPtrace: false } are one key: the two spellings do not evict each other', async () => {
+  const dir = freshDir();
+  await loadSeccompProgram(dir);
+  const file = join(dir, 'seccomp-default.bpf');
+  writeFileSync(file, Buffer.concat([Buffer.from(`${cacheKey({})}\n`), Buffer.alloc(8)]), { mode: 0o600 });
+  assert.deepEqual(await loadSeccompProgram(dir, { allowPtrace: false }), Buffer.alloc(8));
+});
+
 test('caches of the earlier format are removed when a new one is written', async () => {
   const dir = freshDir();
   await loadSeccompProgram(dir);
