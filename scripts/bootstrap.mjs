@@ -136,7 +136,8 @@ function build() {
   mustRun(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
   log('bundling the CLI (esbuild)');
   mustRun(process.execPath, [join(root, 'scripts', 'bundle.mjs')]);
-  log('building the web page (vite)');
+  log('building the web page (tsc checks it against the daemon\'s view types, vite bundles it)');
+  mustRun(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'web/tsconfig.json']);
   mustRun(process.execPath, [join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'web/vite.config.mjs', '--logLevel', 'warn']);
 }
 

@@ -18,8 +18,9 @@
 // %-sequence makes the Exec invalid, as the spec requires. Field codes inside quotes are treated
 // like anywhere else (the spec leaves that undefined).
 import { EbpError } from '../lib/errors.js';
+import type { TakesFiles } from '../lib/views.js';
 
-export type TakesFiles = 'none' | 'file' | 'files' | 'url' | 'urls';
+export type { TakesFiles } from '../lib/views.js';
 
 export interface ExpandContext {
   /** Files or URLs from the requester; each stays one argv element. */

@@ -2,6 +2,7 @@
 // the view peers receive (no host paths, nothing beyond what a launcher needs).
 import { loadCatalog, xdgDataDirs, type Catalog, type ExtraApp, type SharedApp } from '../catalog/catalog.js';
 import type { Config } from '../config/schema.js';
+import type { AppView } from '../lib/views.js';
 
 export async function catalogFromConfig(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<Catalog> {
   const extra: ExtraApp[] = config.extraApps.map((app) => ({
@@ -21,17 +22,7 @@ export async function catalogFromConfig(config: Config, env: NodeJS.ProcessEnv =
   });
 }
 
-/** What a peer learns about one shared app. */
-export interface AppView {
-  readonly id: string;
-  readonly name: string;
-  readonly comment: string;
-  readonly terminal: boolean;
-  readonly mimeTypes: readonly string[];
-  readonly categories: readonly string[];
-  readonly takesFiles: SharedApp['takesFiles'];
-  readonly hasIcon: boolean;
-}
+export type { AppView } from '../lib/views.js';
 
 export function appView(app: SharedApp): AppView {
   return {

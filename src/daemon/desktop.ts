@@ -7,26 +7,12 @@
 import { randomBytes } from 'node:crypto';
 import { EbpError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
+import type { DesktopLaunchView, DesktopView } from '../lib/views.js';
 import { parseDisplay, prepareLocalDisplay, type LocalDisplay } from '../display/x11-local.js';
 import { exitStatus, type RemoteProcess } from '../transport/remote-process.js';
 
-/**
- * starting: asked for; waiting: the peer's owner is being asked; running: one of its windows
- * (an X connection) reached this display; ended.
- */
-export type DesktopLaunchState = 'starting' | 'waiting' | 'running' | 'ended';
+export type { DesktopLaunchState, DesktopLaunchView, DesktopView } from '../lib/views.js';
 
-/** One launch on this desktop, as the page shows it. */
-export interface DesktopLaunchView {
-  readonly id: string;
-  readonly app: string;
-  readonly peer: string;
-  readonly peerName: string;
-  readonly state: DesktopLaunchState;
-  readonly startedAt: string;
-  /** How it ended ("status 0", "status 1: denied ..."), once ended. */
-  readonly outcome?: string;
-}
 
 /** Whether this daemon can show windows: the display, or why not. */
 export type DesktopStatus =
@@ -35,11 +21,6 @@ export type DesktopStatus =
   | { readonly kind: 'ready'; readonly display: string }
   | { readonly kind: 'unusable'; readonly display: string; readonly reason: string };
 
-export interface DesktopView {
-  /** The display windows open on, when usable. */
-  readonly display: string | undefined;
-  readonly launches: readonly DesktopLaunchView[];
-}
 
 export interface DesktopOptions {
   /** The daemon's display ('' or undefined: none). */

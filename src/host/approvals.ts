@@ -3,18 +3,12 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { EbpError } from '../lib/errors.js';
+import type { PendingRequest } from '../lib/views.js';
 
 export type Decision = 'allow' | 'always' | 'deny';
 export type Outcome = Decision | 'timeout' | 'cancelled';
 
-export interface PendingRequest {
-  readonly id: string;
-  readonly peerId: string;
-  readonly peerName: string;
-  readonly app: string;
-  readonly appName: string;
-  readonly time: string;
-}
+export type { PendingRequest } from '../lib/views.js';
 
 interface Waiting {
   readonly request: PendingRequest;

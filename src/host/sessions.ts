@@ -2,27 +2,16 @@
 // way to stop each. One registry per daemon; the CLI, SSH and the web page read the same one.
 import { EventEmitter } from 'node:events';
 import { EbpError } from '../lib/errors.js';
+import type { SessionInfo, SessionView } from '../lib/views.js';
 import type { CgroupStats } from '../sandbox/cgroup/index.js';
 import type { SandboxExit, SandboxHandle } from '../sandbox/runner.js';
 
-export interface SessionInfo {
-  readonly id: string;
-  readonly peerId: string;
-  readonly peerName: string;
-  readonly app: string;
-  readonly startedAt: string;
-  readonly terminal: boolean;
-}
+export type { SessionInfo, SessionView } from '../lib/views.js';
 
 export interface SessionEntry extends SessionInfo {
   readonly handle: SandboxHandle;
 }
 
-export interface SessionView extends SessionInfo {
-  readonly cpuSeconds?: number;
-  readonly memoryBytes?: number;
-  readonly memoryPeakBytes?: number;
-}
 
 export interface SessionEvents {
   started: [SessionInfo];

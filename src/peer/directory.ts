@@ -3,6 +3,7 @@
 // a person types for PEER: a display name, a fingerprint prefix, or HOST:PORT.
 import type { DiscoveredPeer } from '../discovery/index.js';
 import { EbpError } from '../lib/errors.js';
+import type { PeerStatus } from '../lib/views.js';
 import type { KnownHosts } from './known-hosts.js';
 import type { StaticPeers } from './static-peers.js';
 import type { TrustStore } from './trust-store.js';
@@ -13,7 +14,7 @@ import type { TrustStore } from './trust-store.js';
  * at the first connection; unverified: neither; impostor: its key contradicts an announcement,
  * or another proven peer owns its id; unreachable: a static peer that does not answer.
  */
-export type PeerStatus = 'verified' | 'announced' | 'unverified' | 'pinned' | 'impostor' | 'unreachable';
+export type { PeerStatus } from '../lib/views.js';
 
 export interface PeerView {
   readonly name: string;

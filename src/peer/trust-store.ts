@@ -6,18 +6,10 @@ import { join } from 'node:path';
 import { displayNameProblem } from '../config/schema.js';
 import { readJsonFile, writeFileAtomic } from '../lib/atomic-file.js';
 import { EbpError } from '../lib/errors.js';
+import type { TrustedKey } from '../lib/views.js';
 import { formatPublicKey, parsePublicKey } from './keys.js';
 
-export interface TrustedKey {
-  /** 'SHA256:...' of the key blob. */
-  readonly fingerprint: string;
-  /** The OpenSSH public key line. */
-  readonly publicKey: string;
-  /** Display name: given when added, else the key comment, else derived from the fingerprint. */
-  readonly name: string;
-  /** ISO 8601 time it was added. */
-  readonly addedAt: string;
-}
+export type { TrustedKey } from '../lib/views.js';
 
 export const TRUST_FILE = 'trusted-keys.json';
 const FILE_VERSION = 1;

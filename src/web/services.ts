@@ -1,43 +1,19 @@
 // What the web page may do, as the daemon provides it: the same service layer the control socket
 // uses (approvals, sessions, trust store, the peer directory, launches on peers). The HTTP
 // routes only translate; they hold no logic of their own.
-import type { AppView } from '../daemon/catalog-source.js';
 import type { DesktopLaunchView, DesktopView } from '../daemon/desktop.js';
 import type { VncDisplay } from '../display/vnc.js';
 import type { IconFile } from '../catalog/icon-file.js';
 import type { Decision, PendingRequest } from '../host/approvals.js';
 import type { SessionView } from '../host/sessions.js';
-import type { PeerStatus } from '../peer/directory.js';
 import type { TrustedKey } from '../peer/trust-store.js';
 import type { RemoteProcess } from '../transport/remote-process.js';
+import type { ChangeTopic, PoolView, SharedAppView } from '../lib/views.js';
 
-/** One machine of the pool as the page shows it. */
-export interface PoolPeer {
-  /** What to launch on: a fingerprint, or HOST:PORT for a peer without a known id. */
-  readonly target: string;
-  readonly name: string;
-  readonly id: string | undefined;
-  readonly status: PeerStatus | 'self';
-  readonly trusted: boolean;
-  /** "running/capacity". */
-  readonly load: string | undefined;
-  readonly apps: readonly AppView[];
-  /** Why its apps are not listed (unreachable, impostor...). */
-  readonly problem?: string;
-}
 
-export interface PoolView {
-  readonly self: { readonly name: string; readonly id: string };
-  readonly peers: readonly PoolPeer[];
-}
 
-/** One app this machine has, and whether it is shared right now. */
-export interface SharedAppView extends AppView {
-  readonly shared: boolean;
-}
 
-/** What changed, so that the page fetches only that again. */
-export type ChangeTopic = 'pool' | 'requests' | 'sessions' | 'trusted' | 'shared' | 'desktop';
+export type { ChangeTopic, PoolPeer, PoolView, SharedAppView } from '../lib/views.js';
 
 export interface TerminalSize {
   readonly cols: number;

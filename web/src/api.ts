@@ -1,74 +1,9 @@
 // The page's calls to its daemon (same origin; the token rides in an HttpOnly cookie).
 
-export interface AppView {
-  readonly id: string;
-  readonly name: string;
-  readonly comment: string;
-  readonly terminal: boolean;
-  readonly hasIcon: boolean;
-}
-
-export interface PoolPeer {
-  readonly target: string;
-  readonly name: string;
-  readonly id: string | undefined;
-  readonly status: string;
-  readonly trusted: boolean;
-  readonly load: string | undefined;
-  readonly apps: readonly AppView[];
-  readonly problem?: string;
-}
-
-export interface PoolView {
-  readonly self: { readonly name: string; readonly id: string };
-  readonly peers: readonly PoolPeer[];
-}
-
-export interface PendingRequest {
-  readonly id: string;
-  readonly peerId: string;
-  readonly peerName: string;
-  readonly app: string;
-  readonly appName: string;
-}
-
-export interface SessionView {
-  readonly id: string;
-  readonly peerId: string;
-  readonly peerName: string;
-  readonly app: string;
-  readonly startedAt: string;
-  readonly cpuSeconds?: number;
-  readonly memoryBytes?: number;
-}
-
-export interface TrustedKey {
-  readonly fingerprint: string;
-  readonly name: string;
-  readonly addedAt: string;
-}
-
-export interface SharedApp extends AppView {
-  readonly shared: boolean;
-}
-
-export interface DesktopLaunch {
-  readonly id: string;
-  readonly app: string;
-  readonly peer: string;
-  readonly peerName: string;
-  readonly state: 'starting' | 'waiting' | 'running' | 'ended';
-  readonly startedAt: string;
-  readonly outcome?: string;
-}
-
-export interface DesktopView {
-  /** The daemon's display, when apps can open there. */
-  readonly display: string | undefined;
-  readonly launches: readonly DesktopLaunch[];
-}
-
-export type Topic = 'pool' | 'requests' | 'sessions' | 'trusted' | 'shared' | 'desktop';
+// The shapes come from the daemon's own definitions (plain types, erased from the bundle).
+export type {
+  AppView, ChangeTopic, DesktopLaunchView, DesktopView, PendingRequest, PoolPeer, PoolView, SessionView, SharedAppView, TrustedKey,
+} from '../../src/lib/views.js';
 
 export class ApiError extends Error {}
 

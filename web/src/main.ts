@@ -1,7 +1,7 @@
 // The local web page: the pool (every peer with its apps, searchable, live), apps launched in the
 // page, and this machine's approvals, sessions, shared apps and trusted peers.
 import './style.css';
-import { get, post, type DesktopView, type PendingRequest, type PoolPeer, type PoolView, type SessionView, type SharedApp, type Topic, type TrustedKey, type AppView } from './api.js';
+import { get, post, type AppView, type ChangeTopic, type DesktopView, type PendingRequest, type PoolPeer, type PoolView, type SessionView, type SharedAppView, type TrustedKey } from './api.js';
 import { byId, el, inputById, formatBytes, shortFingerprint } from './dom.js';
 
 const live = byId('live');
@@ -213,7 +213,7 @@ async function loadSessions(): Promise<void> {
 }
 
 async function loadShared(): Promise<void> {
-  const apps = await get<SharedApp[]>('/api/shared');
+  const apps = await get<SharedAppView[]>('/api/shared');
   byId('shared').replaceChildren(...apps.map((app) => {
     const box = el('input', { type: 'checkbox', id: `share-${app.id}` });
     box.checked = app.shared;
@@ -240,7 +240,7 @@ async function loadTrusted(): Promise<void> {
   }));
 }
 
-const loaders: Readonly<Record<Topic, () => Promise<void>>> = {
+const loaders: Readonly<Record<ChangeTopic, () => Promise<void>>> = {
   pool: loadPool,
   requests: loadRequests,
   sessions: loadSessions,
@@ -249,7 +249,7 @@ const loaders: Readonly<Record<Topic, () => Promise<void>>> = {
   desktop: loadDesktop,
 };
 
-function refresh(topic: Topic): void {
+function refresh(topic: ChangeTopic): void {
   void loaders[topic]().catch(report);
 }
 
@@ -257,11 +257,11 @@ function listen(): void {
   const events = new EventSource('/api/events');
   events.addEventListener('open', () => {
     say('live');
-    for (const topic of Object.keys(loaders) as Topic[]) refresh(topic);
+    for (const topic of Object.keys(loaders) as ChangeTopic[]) refresh(topic);
   });
   events.addEventListener('error', () => { say('reconnecting…'); });
   events.addEventListener('change', (event: MessageEvent<string>) => {
-    const { topic } = JSON.parse(event.data) as { topic: Topic };
+    const { topic } = JSON.parse(event.data) as { topic: ChangeTopic };
     if (topic in loaders) refresh(topic);
   });
 }
