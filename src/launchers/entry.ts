@@ -5,6 +5,7 @@
 // add a key, a group, a field code or an argument.
 import { createHash } from 'node:crypto';
 import type { TakesFiles } from '../catalog/exec.js';
+import type { AppView } from '../lib/views.js';
 
 /** What a launcher knows about the app and the peer that runs it. */
 export interface LauncherSpec {
@@ -14,15 +15,8 @@ export interface LauncherSpec {
   readonly address: string;
   /** The peer's display name (from the peer: hostile). */
   readonly peerName: string;
-  readonly app: {
-    readonly id: string;
-    readonly name: string;
-    readonly comment: string;
-    readonly terminal: boolean;
-    readonly mimeTypes: readonly string[];
-    readonly categories: readonly string[];
-    readonly takesFiles: TakesFiles;
-  };
+  /** The app as the peer described it (its icon, if any, is at iconPath). */
+  readonly app: Omit<AppView, 'hasIcon'>;
   /** Absolute path of the stored icon, if any. */
   readonly iconPath?: string;
   /** The command that starts ebp: [node, /abs/bin/ebp] or [/abs/ebp]; absolute paths. */

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
+import type { PendingRequest } from '../../../src/lib/views.js';
 import { EBP, hostProcesses, ROOT, sandboxHostUser, startEbp, type HostProcess, type RunOptions, type RunResult, type Started } from './ebp.js';
 
 export { EBP, ROOT };
@@ -270,21 +271,12 @@ export async function trustClient(host: PoolDaemon, clientStateDir: string): Pro
   return fingerprintOf(clientStateDir);
 }
 
-export interface PendingRequestView {
-  readonly id: string;
-  readonly peerId: string;
-  readonly peerName: string;
-  readonly app: string;
-  readonly appName: string;
-  readonly time: string;
-}
-
-export async function pendingRequests(host: PoolDaemon): Promise<PendingRequestView[]> {
-  return JSON.parse((await ebpOk(host.stateDir, ['requests', '--json'])).stdout) as PendingRequestView[];
+export async function pendingRequests(host: PoolDaemon): Promise<PendingRequest[]> {
+  return JSON.parse((await ebpOk(host.stateDir, ['requests', '--json'])).stdout) as PendingRequest[];
 }
 
 /** Polls `ebp requests --json` until a request from `peerId` shows up. */
-export async function waitForRequest(host: PoolDaemon, peerId: string, timeoutMs = 15_000): Promise<PendingRequestView> {
+export async function waitForRequest(host: PoolDaemon, peerId: string, timeoutMs = 15_000): Promise<PendingRequest> {
   return waitUntil(async () => (await pendingRequests(host)).find((request) => request.peerId === peerId), timeoutMs, `a pending request from ${peerId} on ${host.label}`);
 }
 
