@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { PendingRequest } from '../../../src/lib/views.js';
+import type { PendingRequest, SessionView } from '../../../src/lib/views.js';
 import { EBP, hostProcesses, ROOT, sandboxHostUser, startEbp, type HostProcess, type RunOptions, type RunResult, type Started } from './ebp.js';
 
 export { EBP, ROOT };
@@ -280,20 +280,8 @@ export async function waitForRequest(host: PoolDaemon, peerId: string, timeoutMs
   return waitUntil(async () => (await pendingRequests(host)).find((request) => request.peerId === peerId), timeoutMs, `a pending request from ${peerId} on ${host.label}`);
 }
 
-export interface SessionViewJson {
-  readonly id: string;
-  readonly peerId: string;
-  readonly peerName: string;
-  readonly app: string;
-  readonly startedAt: string;
-  readonly terminal: boolean;
-  readonly cpuSeconds?: number;
-  readonly memoryBytes?: number;
-  readonly memoryPeakBytes?: number;
-}
-
-export async function sessionsOf(host: PoolDaemon): Promise<SessionViewJson[]> {
-  return JSON.parse((await ebpOk(host.stateDir, ['sessions', '--json'])).stdout) as SessionViewJson[];
+export async function sessionsOf(host: PoolDaemon): Promise<SessionView[]> {
+  return JSON.parse((await ebpOk(host.stateDir, ['sessions', '--json'])).stdout) as SessionView[];
 }
 
 /** Polls `probe` until it returns something other than undefined/false. */
