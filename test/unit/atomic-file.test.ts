@@ -1,21 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { readJsonFile, writeFileAtomic, writeFileAtomicSync } from '../../src/lib/atomic-file.js';
 import { EbpError } from '../../src/lib/errors.js';
+import { scratchPaths } from './helpers/scratch.js';
 
-const root = mkdtempSync(join(tmpdir(), 'ebp-atomic-'));
-after(() => {
-  rmSync(root, { recursive: true, force: true });
-});
-let counter = 0;
+const nextPath = scratchPaths('ebp-atomic-');
 function freshDir(): string {
-  counter += 1;
-  const dir = join(root, `d${counter}`);
+  const dir = nextPath();
   mkdirSync(dir);
   return dir;
 }

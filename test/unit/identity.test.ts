@@ -1,27 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { test } from 'node:test';
 import ssh2 from 'ssh2';
 import { EbpError } from '../../src/lib/errors.js';
 import { decodePrivateKey, encodePrivateKey, generateIdentity, identityPaths, loadOrCreateIdentity } from '../../src/peer/identity.js';
 import { parsePublicKey } from '../../src/peer/keys.js';
+import { scratchPaths } from './helpers/scratch.js';
 
 const hasKeygen = spawnSync('ssh-keygen', ['-?'], { stdio: 'ignore' }).error === undefined;
 const NO_KEYGEN = 'ssh-keygen (openssh-client) is not installed';
 
-const root = mkdtempSync(join(tmpdir(), 'ebp-identity-'));
-after(() => {
-  rmSync(root, { recursive: true, force: true });
-});
-let counter = 0;
-function stateDir(): string {
-  counter += 1;
-  return join(root, `state-${counter}`);
-}
+const stateDir = scratchPaths('ebp-identity-');
 
 test('first use creates the key pair with private permissions; later loads return the same key', async () => {
   const dir = stateDir();

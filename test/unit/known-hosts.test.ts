@@ -1,21 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { EbpError } from '../../src/lib/errors.js';
 import { generateIdentity } from '../../src/peer/identity.js';
 import { hostKeyChanged, KNOWN_PEERS_FILE, KnownHosts, normalizeEndpoint } from '../../src/peer/known-hosts.js';
+import { scratchPaths } from './helpers/scratch.js';
 
-const root = mkdtempSync(join(tmpdir(), 'ebp-known-'));
-after(() => {
-  rmSync(root, { recursive: true, force: true });
-});
-let counter = 0;
-function stateDir(): string {
-  counter += 1;
-  return join(root, `state-${counter}`);
-}
+const stateDir = scratchPaths('ebp-known-');
 
 const A = generateIdentity().fingerprint;
 const B = generateIdentity().fingerprint;

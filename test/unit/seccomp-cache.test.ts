@@ -1,22 +1,14 @@
 // The on-disk cache of the compiled seccomp program: what it writes, when it trusts what it
 // reads (its own key, a file of ours that nobody else can write) and when it compiles again.
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { cacheKey, loadSeccompProgram } from '../../src/sandbox/seccomp-cache.js';
 import { seccompProgram } from '../../src/sandbox/seccomp.js';
+import { scratchPaths } from './helpers/scratch.js';
 
-const work = mkdtempSync(join(tmpdir(), 'ebp-seccomp-cache-'));
-after(() => {
-  rmSync(work, { recursive: true, force: true });
-});
-let cases = 0;
-function freshDir(): string {
-  cases += 1;
-  return join(work, `case${cases}`);
-}
+const freshDir = scratchPaths('ebp-seccomp-cache-');
 const IS_ROOT = process.getuid?.() === 0;
 
 test('a miss compiles, and writes the key line then the program, 0600', async () => {
@@ -58,7 +50,7 @@ test('another key, a torn program, a file others can write or a symlink: compile
   fake(cacheKey({}), Buffer.alloc(8));
   chmodSync(file, 0o620);
   assert.deepEqual(await loadSeccompProgram(dir), real, 'group-writable');
-  const elsewhere = join(work, `planted${cases}.bpf`);
+  const elsewhere = `${freshDir()}.bpf`;
   writeFileSync(elsewhere, Buffer.concat([Buffer.from(`${cacheKey({})}\n`), Buffer.alloc(8)]), { mode: 0o600 });
   rmSync(file, { force: true });
   symlinkSync(elsewhere, file);

@@ -1,21 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { EbpError } from '../../src/lib/errors.js';
 import { generateIdentity } from '../../src/peer/identity.js';
 import { TRUST_FILE, TrustStore } from '../../src/peer/trust-store.js';
+import { scratchPaths } from './helpers/scratch.js';
 
-const root = mkdtempSync(join(tmpdir(), 'ebp-trust-'));
-after(() => {
-  rmSync(root, { recursive: true, force: true });
-});
-let counter = 0;
-function stateDir(): string {
-  counter += 1;
-  return join(root, `state-${counter}`);
-}
+const stateDir = scratchPaths('ebp-trust-');
 
 function isCode(code: string, pattern?: RegExp) {
   return (error: unknown): boolean => {
