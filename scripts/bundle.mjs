@@ -2,7 +2,7 @@
 // bin/ebp starts with V8's code cache. The native parts stay files: koffi is loaded from
 // node_modules; ssh2's crypto binding (and cpu-features') are copied next to the bundle.
 import { build } from 'esbuild';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,7 +43,28 @@ const paddingPool = {
 /** What both outputs are: one CommonJS file for Node 20 with everything it imports inside. */
 const commonJs = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning' };
 
-await build({
+/**
+ * Builds, then puts each output file in place by rename. A running daemon has the native
+ * bindings copied next to the bundle mapped in memory: writing over them in place (what esbuild
+ * does) crashes it (SIGSEGV) at its next call into them. A rename leaves the old file to the
+ * processes that have it open.
+ */
+async function buildInPlace(options) {
+  const { outputFiles } = await build({ ...options, write: false });
+  for (const file of outputFiles) {
+    const temporary = `${file.path}.${process.pid}.tmp`;
+    await mkdir(dirname(file.path), { recursive: true });
+    try {
+      await writeFile(temporary, file.contents);
+      await rename(temporary, file.path);
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw error;
+    }
+  }
+}
+
+await buildInPlace({
   ...commonJs,
   entryPoints: [join(root, 'dist', 'src', 'cli', 'bundle-entry.js')],
   outfile: join(root, 'dist', 'ebp.cjs'),
@@ -62,7 +83,7 @@ await build({
 
 // bin/ebp is CommonJS (an ES module entry costs every command the start of Node's ES module
 // loader): it needs the code-cache starter as CommonJS too.
-await build({
+await buildInPlace({
   ...commonJs,
   entryPoints: [join(root, 'dist', 'src', 'cli', 'code-cache.js')],
   outfile: join(root, 'dist', 'ebp-start.cjs'),

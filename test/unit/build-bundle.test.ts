@@ -1,0 +1,53 @@
+// scripts/bundle.mjs while ebp runs: a rebuild (`npm start` or `npm run build` again, an update)
+// must not pull the native code out from under a running daemon. The bundle's native bindings
+// are files next to it that the daemon has mapped; written over in place, the daemon crashed
+// with SIGSEGV at its next SSH packet.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+const dist = join(root, 'dist');
+
+/** A process that has ssh2's binding loaded, uses it once, then again when told to. */
+const USER = `
+const binding = require(process.argv[1]);
+const key = Buffer.alloc(64, 7);
+const seal = () => { const packet = Buffer.alloc(64 + 16, 1); new binding.ChaChaPolyCipher(key).encrypt(packet, 1); return packet.toString('hex', 64); };
+const first = seal();
+process.stdout.write('loaded\\n');
+process.stdin.once('data', () => { process.stdout.write(seal() === first ? 'same\\n' : 'different\\n'); process.exit(0); });
+`;
+
+test('rebuilding the bundle leaves the native code of a running ebp intact', { timeout: 120_000 }, async () => {
+  const name = readdirSync(dist).find((file) => file.startsWith('sshcrypto-') && file.endsWith('.node'));
+  assert.ok(name !== undefined, 'the bundle has ssh2\'s binding next to it (npm run build)');
+  const binding = join(dist, name);
+  const before = statSync(binding).ino;
+  const user = spawn(process.execPath, ['-e', USER, binding], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  user.stdout.setEncoding('utf8');
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    user.once('exit', (code, signal) => { resolve({ code, signal }); });
+  });
+  await new Promise<void>((resolve, reject) => {
+    user.stdout.on('data', (chunk: string) => {
+      out += chunk;
+      if (out.includes('loaded\n')) resolve();
+    });
+    user.once('exit', () => { reject(new Error(`the binding did not load: ${out}`)); });
+  });
+
+  const build = spawnSync(process.execPath, [join(root, 'scripts', 'bundle.mjs')], { encoding: 'utf8', timeout: 100_000 });
+  assert.equal(build.status, 0, build.stderr);
+  assert.deepEqual(readdirSync(dist).filter((file) => file.endsWith('.tmp')), [], 'no temporary files left');
+
+  user.stdin.end('go\n');
+  const { code, signal } = await ended;
+  assert.deepEqual({ code, signal, out }, { code: 0, signal: null, out: 'loaded\nsame\n' });
+  // Replaced by a new file, not written into the one in use.
+  assert.notEqual(statSync(binding).ino, before);
+});
