@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { buildBwrapArgs, FD } from '../src/sandbox/bwrap-args.js';
 import type { SandboxEngine } from '../src/sandbox/engine.js';
 import { buildPolicy } from '../src/sandbox/request.js';
+import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
 import { summarize, type Summary } from './stats.js';
 
 export interface CommandResult {
@@ -128,7 +129,7 @@ export function benchCli(engine: SandboxEngine, options: { root: string; runs: n
     // A daemon of its own (state in the temp folder, no discovery, loopback only): with it running,
     // `ebp sandbox` lets the daemon, which holds the engine, set the sandbox up.
     const daemonState = join(dir, 'state');
-    const daemon = spawn(process.execPath, [join(options.root, 'bin', 'ebp'), '--state-dir', daemonState, 'up', '--no-discovery', '--listen', '127.0.0.1', '--port', '0'], { stdio: 'ignore' });
+    const daemon = spawn(process.execPath, [...DAEMON_NODE_FLAGS, join(options.root, 'bin', 'ebp'), '--state-dir', daemonState, 'up', '--no-discovery', '--listen', '127.0.0.1', '--port', '0'], { stdio: 'ignore' });
     cleanups.push(() => daemon.kill('SIGTERM'));
     const socketPath = join(daemonState, 'run', 'control.sock');
     const tick = new Int32Array(new SharedArrayBuffer(4));

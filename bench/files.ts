@@ -13,6 +13,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { freePort, must } from './proc.js';
+import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
 
 export const FILES_TARGETS = { write: 1.0, read: 1.0, metadata: 1.0 } as const;
 
@@ -129,7 +130,7 @@ export async function benchFiles(options: { root: string; runs: number; megabyte
     writeFileSync(join(dir, 'host.toml'), 'name = "files-bench"\n[ui]\nenabled = false\n[discovery]\nenabled = false\n[approval]\npolicy = "trusted-only"\n[[extra_apps]]\nid = "sh"\nname = "sh"\nexec = "sh"\n');
     const key = must([process.execPath, ebp, '--state-dir', join(dir, 'B'), 'id', '--public-key'], 'ebp id').trim();
     must([process.execPath, ebp, '--state-dir', join(dir, 'A'), 'trust', '--key', key], 'ebp trust');
-    const daemon = started([process.execPath, ebp, '--state-dir', join(dir, 'A'), 'up', '--port', '0', '--listen', HOST, '--config', join(dir, 'host.toml')]);
+    const daemon = started([process.execPath, ...DAEMON_NODE_FLAGS, ebp, '--state-dir', join(dir, 'A'), 'up', '--port', '0', '--listen', HOST, '--config', join(dir, 'host.toml')]);
     children.push(daemon.child);
     const port = Number((await waitForText(daemon.text, /on port (\d+)/, daemon.child, 'ebp up'))[1]);
 

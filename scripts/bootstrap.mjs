@@ -141,8 +141,11 @@ function build() {
   mustRun(process.execPath, [join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--config', 'web/vite.config.mjs', '--logLevel', 'warn']);
 }
 
+/** The daemon's Node options (src/daemon/node-flags.ts; a unit test keeps the two alike). */
+const DAEMON_NODE_FLAGS = ['--initial-old-space-size=64'];
+
 function ebp(args) {
-  return run(process.execPath, [join(root, 'bin', 'ebp'), ...args]);
+  return run(process.execPath, [...DAEMON_NODE_FLAGS, join(root, 'bin', 'ebp'), ...args]);
 }
 
 const { engines } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { EbpError } from '../lib/errors.js';
 import { lookupUser } from '../sandbox/privilege.js';
+import { DAEMON_NODE_FLAGS } from '../daemon/node-flags.js';
 
 export type ServiceKind = 'system' | 'user';
 
@@ -44,7 +45,9 @@ export function systemdUnit(options: UnitOptions): string {
   if (options.ebpCommand.length === 0 || !options.ebpCommand.every((word) => word.startsWith('/'))) {
     throw new EbpError('USAGE', 'the service command must start with absolute paths');
   }
-  const execStart = [...options.ebpCommand, 'up', ...(options.upArgs ?? [])].map(quoteUnitWord).join(' ');
+  // The command is Node and ebp's script: the daemon's Node options go between them.
+  const [node, ...script] = options.ebpCommand;
+  const execStart = [node ?? '', ...DAEMON_NODE_FLAGS, ...script, 'up', ...(options.upArgs ?? [])].map(quoteUnitWord).join(' ');
   const common = [
     'Type=exec',
     `ExecStart=${execStart}`,

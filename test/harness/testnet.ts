@@ -24,6 +24,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { loadOrCreateIdentity } from '../../src/peer/identity.js';
+import { DAEMON_NODE_FLAGS } from '../../src/daemon/node-flags.js';
 import { TrustStore } from '../../src/peer/trust-store.js';
 import type { PeerView } from '../../src/peer/directory.js';
 
@@ -632,7 +633,7 @@ export class TestLan {
     mkdirSync(configDir, { recursive: true, mode: 0o700 });
     writeFileSync(join(configDir, 'config.toml'), options.config ?? configToml(), { mode: 0o600 });
     const args = [
-      process.execPath, EBP_BIN, '--state-dir', host.stateDir, 'up',
+      process.execPath, ...DAEMON_NODE_FLAGS, EBP_BIN, '--state-dir', host.stateDir, 'up',
       '--name', name, '--port', String(options.port ?? DAEMON_PORT), '--interface', host.ifname, '--log-format', 'json',
       ...(options.args ?? []),
     ];

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { DAEMON_NODE_FLAGS } from '../../src/daemon/node-flags.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -27,7 +28,7 @@ async function sandbox(args: string[], input?: string): Promise<{ code: number; 
 
 before(async () => {
   if (process.getuid?.() === 0) await run(process.execPath, [ebp, 'setup']);
-  daemon = spawn(process.execPath, [ebp, '--state-dir', state, 'up', '--no-discovery', '--listen', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  daemon = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ebp, '--state-dir', state, 'up', '--no-discovery', '--listen', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     daemon?.stdout?.on('data', (chunk: Buffer) => {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { installService, quoteUnitWord, serviceCommands, systemdRunning, systemdUnit, unitPath, type ServiceKind } from '../../src/setup/service.js';
+import { DAEMON_NODE_FLAGS } from '../../src/daemon/node-flags.js';
 
 const EBP_SCRIPT = resolve('bin/ebp');
 const COMMAND = [process.execPath, EBP_SCRIPT];
@@ -33,7 +34,7 @@ function verify(kind: ServiceKind, unit: string): string {
 describe('systemdUnit', () => {
   it('system: the daemon as the unprivileged user ebp, delegated cgroup, the root daemon\'s folders, clean stop', () => {
     const unit = systemdUnit({ kind: 'system', ebpCommand: COMMAND });
-    for (const line of ['User=ebp', 'Group=ebp', 'Delegate=yes', 'KillMode=mixed', 'StateDirectory=ebp', 'RuntimeDirectory=ebp', 'ConfigurationDirectory=ebp', 'WantedBy=multi-user.target', `ExecStart=${process.execPath} ${EBP_SCRIPT} up`]) {
+    for (const line of ['User=ebp', 'Group=ebp', 'Delegate=yes', 'KillMode=mixed', 'StateDirectory=ebp', 'RuntimeDirectory=ebp', 'ConfigurationDirectory=ebp', 'WantedBy=multi-user.target', `ExecStart=${process.execPath} ${DAEMON_NODE_FLAGS.join(' ')} ${EBP_SCRIPT} up`]) {
       assert.ok(unit.split('\n').includes(line), `${line}\n${unit}`);
     }
     assert.match(unit, /^Environment=.*XDG_STATE_HOME=\/var\/lib .*XDG_RUNTIME_DIR=\/run$/m);

@@ -1,6 +1,7 @@
 // `ebp up`: run the daemon in the foreground until SIGINT/SIGTERM.
 import { EbpError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
+import { missingNodeFlags } from '../../daemon/node-flags.js';
 import { flag, integerOption, listOption, stringOption } from '../args.js';
 import type { Command } from '../command.js';
 
@@ -66,6 +67,8 @@ that names it.`,
       ...(flag(args, 'no-ui') ? { ui: false as const } : uiPort === undefined ? {} : { ui: { port: uiPort } }),
       ...discoveryTtl(process.env['EBP_DISCOVERY_TTL']),
     });
+    const missing = missingNodeFlags();
+    if (missing.length > 0) log('node-flags-missing', { flags: missing.join(' '), effect: 'bulk transfers may take up to twice the CPU', fix: `start it as bin/ebp does: node ${missing.join(' ')} ebp up` });
     process.stdout.write(`ebp: sharing ${daemon.catalog.apps.length} apps as "${daemon.name}" on port ${daemon.port} (${daemon.identity.fingerprint})\n`);
     if (daemon.uiPort !== undefined) process.stdout.write(`ebp: the web page is on 127.0.0.1 port ${daemon.uiPort} (open it with \`ebp ui\`)\n`);
     await new Promise<void>((resolve) => {

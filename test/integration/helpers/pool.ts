@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { PendingRequest, SessionView } from '../../../src/lib/views.js';
+import { DAEMON_NODE_FLAGS } from '../../../src/daemon/node-flags.js';
 import { EBP, hostProcesses, ROOT, sandboxHostUser, startEbp, type HostProcess, type RunOptions, type RunResult, type Started } from './ebp.js';
 
 export { EBP, ROOT };
@@ -160,7 +161,7 @@ export async function startDaemon(options: DaemonOptions): Promise<PoolDaemon> {
   const configFile = join(stateDir, `${options.label}.toml`);
   if (options.config !== undefined || options.stateDir === undefined) writeFileSync(configFile, options.config ?? hostConfig({ name: options.label }));
   const args = [EBP, '--state-dir', stateDir, 'up', '--port', String(options.port ?? 0), '--listen', LOOPBACK, '--config', configFile];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: baseEnv(options.env) });
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: baseEnv(options.env) });
   track(child);
   let out = '';
   let err = '';
