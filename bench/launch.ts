@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 
+import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
 import { launchOnPeer, type LaunchSpec, type PeerLaunch } from '../src/cli/peer-access.js';
 import { launchDirect } from '../src/cli/peer-direct.js';
 import { statePaths } from '../src/config/paths.js';
@@ -233,6 +234,11 @@ class Fixture {
     return [this.ebp, '--state-dir', this.path(state), ...args];
   }
 
+  /** `ebp up`, started as `npm start` and the systemd unit start it: with the daemon's Node options. */
+  daemonArgs(state: string, ...args: string[]): string[] {
+    return [process.execPath, ...DAEMON_NODE_FLAGS, this.ebp, '--state-dir', this.path(state), 'up', ...args];
+  }
+
   /** The client options of the brief; ssh takes the first value of an option it is given. */
   sshBase(logLevel = 'error'): string[] {
     return [
@@ -394,11 +400,11 @@ async function startEbp(fixture: Fixture): Promise<void> {
   writeFileSync(fixture.path('client.toml'), CLIENT_TOML);
   const key = must(fixture.ebpArgs('B', 'id', '--public-key'), 'ebp id (B)').trim();
   must(fixture.ebpArgs('A', 'trust', '--key', key, '--name', 'bench-B'), 'ebp trust (A)');
-  const hostA = fixture.start('daemon-A', fixture.ebpArgs('A', 'up', '--port', '0', '--listen', HOST, '--config', fixture.path('host.toml')));
+  const hostA = fixture.start('daemon-A', fixture.daemonArgs('A', '--port', '0', '--listen', HOST, '--config', fixture.path('host.toml')));
   const match = await waitFor(hostA.child, () => readText(hostA.out) + readText(hostA.err), /on port (\d+)/, 'ebp up (host A)');
   fixture.peerPort = Number(match[1]);
   fixture.pids.hostA = hostA.child.pid;
-  const hostB = fixture.start('daemon-B', fixture.ebpArgs('B', 'up', '--port', '0', '--listen', HOST, '--config', fixture.path('client.toml')));
+  const hostB = fixture.start('daemon-B', fixture.daemonArgs('B', '--port', '0', '--listen', HOST, '--config', fixture.path('client.toml')));
   await waitFor(hostB.child, () => readText(hostB.out) + readText(hostB.err), /on port (\d+)/, 'ebp up (client B)');
   fixture.pids.clientB = hostB.child.pid;
   // First contact through B's daemon: it learns A's key (known-peers) and opens its pooled

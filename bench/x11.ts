@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { round, summarize, type Summary } from './stats.js';
 import { freePort, must, prepareLoginUser, run } from './proc.js';
+import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
 
 const HOST = '127.0.0.1';
 const BENCH_USER = 'ebp-bench-x11';
@@ -184,6 +185,11 @@ class Fixture {
     return [process.execPath, this.ebp, '--state-dir', this.path(state), ...args];
   }
 
+  /** `ebp up`, started as `npm start` and the systemd unit start it: with the daemon's Node options. */
+  daemonArgs(state: string, ...args: string[]): string[] {
+    return [process.execPath, ...DAEMON_NODE_FLAGS, this.ebp, '--state-dir', this.path(state), 'up', ...args];
+  }
+
   ssh(...extra: string[]): string[] {
     return [
       'ssh', '-F', '/dev/null', '-i', this.path('client_key'), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
@@ -264,9 +270,9 @@ async function startEbp(fixture: Fixture): Promise<void> {
   writeFileSync(fixture.path('client.toml'), '[ui]\nenabled = false\n[discovery]\nenabled = false\n');
   const key = must(fixture.ebpArgs('B', 'id', '--public-key'), 'ebp id').trim();
   must(fixture.ebpArgs('A', 'trust', '--key', key), 'ebp trust');
-  const hostA = fixture.start(fixture.ebpArgs('A', 'up', '--port', '0', '--listen', HOST, '--config', fixture.path('host.toml')));
+  const hostA = fixture.start(fixture.daemonArgs('A', '--port', '0', '--listen', HOST, '--config', fixture.path('host.toml')));
   fixture.peerPort = Number((await waitText(hostA.err, /on port (\d+)|port=(\d+)/, 'daemon A'))[0].replace(/\D+/g, ''));
-  const clientB = fixture.start(fixture.ebpArgs('B', 'up', '--port', '0', '--listen', HOST, '--config', fixture.path('client.toml')));
+  const clientB = fixture.start(fixture.daemonArgs('B', '--port', '0', '--listen', HOST, '--config', fixture.path('client.toml')));
   await waitText(clientB.err, /daemon-started/, 'daemon B');
   // First contact through B's daemon: it learns A's key and opens its pooled connection.
   must(fixture.ebpArgs('B', 'run', '--no-x11', `${HOST}:${fixture.peerPort}`, 'true'), 'first ebp run');

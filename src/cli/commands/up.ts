@@ -68,7 +68,7 @@ that names it.`,
       ...discoveryTtl(process.env['EBP_DISCOVERY_TTL']),
     });
     const missing = missingNodeFlags();
-    if (missing.length > 0) log('node-flags-missing', { flags: missing.join(' '), effect: 'bulk transfers may take up to twice the CPU', fix: `start it as bin/ebp does: node ${missing.join(' ')} ebp up` });
+    if (missing.length > 0) log('node-flags-missing', { flags: missing.join(' '), effect: 'bulk transfers may take up to twice the CPU', fix: `start it as npm start and the systemd unit do: node ${missing.join(' ')} ${process.argv[1] ?? 'bin/ebp'} up` });
     process.stdout.write(`ebp: sharing ${daemon.catalog.apps.length} apps as "${daemon.name}" on port ${daemon.port} (${daemon.identity.fingerprint})\n`);
     if (daemon.uiPort !== undefined) process.stdout.write(`ebp: the web page is on 127.0.0.1 port ${daemon.uiPort} (open it with \`ebp ui\`)\n`);
     await new Promise<void>((resolve) => {
