@@ -10,7 +10,7 @@ import { createReadStream } from 'node:fs';
 import { Socket } from 'node:net';
 import { type Readable, Writable } from 'node:stream';
 import { ReadStream as TtyReadStream, WriteStream as TtyWriteStream, isatty } from 'node:tty';
-import { peerPid, terminalForegroundGroup } from '../lib/libc.js';
+import { peerPid } from '../lib/libc.js';
 
 /** Which of the caller's descriptors the daemon took over (the CLI leaves those alone). */
 export interface StdioTaken {
@@ -50,13 +50,24 @@ function fdInfo(pid: number, fd: number): FdInfo | undefined {
   }
 }
 
-function processGroup(pid: number): number | undefined {
+/** What /proc/PID/stat says of a process's terminal. */
+interface TerminalOf {
+  /** Its process group. */
+  readonly pgrp: number;
+  /** Its controlling terminal's device number (0: none), encoded as st_rdev is. */
+  readonly tty: number;
+  /** The foreground process group of that terminal. */
+  readonly foreground: number;
+}
+
+function terminalOf(pid: number): TerminalOf | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces and parentheses): state, ppid, pgrp.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const pgrp = Number(fields[2]);
-    return Number.isInteger(pgrp) ? pgrp : undefined;
+    // Fields after the command name (which may hold spaces and parentheses): state, ppid, pgrp,
+    // session, tty_nr, tpgid.
+    const [, , pgrp, , tty, foreground] = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    if (pgrp === undefined || tty === undefined || foreground === undefined || [pgrp, tty, foreground].some((value) => !Number.isInteger(value))) return undefined;
+    return { pgrp, tty, foreground };
   } catch {
     return undefined;
   }
@@ -74,7 +85,7 @@ function tryOpen(path: string, flags: number): number | undefined {
  * Opens the caller's descriptor FD for reading. A new open file description: the caller's own
  * flags (blocking mode) are left as they are. Returns undefined when it must stay on the relay.
  */
-function openInput(pid: number, pgrp: number | undefined): Readable | undefined {
+function openInput(pid: number, terminal: TerminalOf | undefined): Readable | undefined {
   const path = `/proc/${pid}/fd/0`;
   // O_NONBLOCK: a pipe whose writer is gone must not block open(2); the stream handles EAGAIN.
   const fd = tryOpen(path, constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
@@ -82,10 +93,12 @@ function openInput(pid: number, pgrp: number | undefined): Readable | undefined 
   try {
     const stat = fstatSync(fd);
     if (isatty(fd)) {
-      // A terminal the caller is not in the foreground of would have stopped the caller on read
-      // (SIGTTIN); the daemon reading it would steal the shell's keys instead. Relay then.
-      if (pgrp === undefined || terminalForegroundGroup(fd) !== pgrp) throw new Error('background');
-      return new TtyReadStream(fd);
+      // Only the caller's controlling terminal, while the caller is in its foreground: from the
+      // background the caller would have been stopped on read (SIGTTIN), and the daemon reading
+      // would steal the shell's keys instead. Relay then. (The terminal's own answer, tcgetpgrp,
+      // is given only to processes it controls; the daemon is none of them.)
+      if (terminal === undefined || terminal.tty === 0 || terminal.tty !== stat.rdev || terminal.foreground !== terminal.pgrp) throw new Error('background');
+      return ownTerminal(fd, new TtyReadStream(fd));
     }
     if (stat.isFIFO()) return new Socket({ fd, readable: true, writable: false });
     if (stat.isCharacterDevice()) return createReadStream('', { fd, highWaterMark: BULK_CHUNK });
@@ -101,6 +114,17 @@ function openInput(pid: number, pgrp: number | undefined): Readable | undefined 
   }
 }
 
+/**
+ * libuv opens a terminal anew for its handle (so that its non-blocking mode is its own) and
+ * leaves the descriptor it was given as a copy it never closes: closed here, or every session
+ * through the daemon would leave the person's terminal open in the daemon for good.
+ */
+function ownTerminal<T extends TtyReadStream | TtyWriteStream>(fd: number, stream: T): T {
+  const handleFd = (stream as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (handleFd !== undefined && handleFd >= 0 && handleFd !== fd) closeSync(fd);
+  return stream;
+}
+
 function openOutput(pid: number, which: 1 | 2): Writable | undefined {
   const path = `/proc/${pid}/fd/${which}`;
   const info = fdInfo(pid, which);
@@ -111,7 +135,7 @@ function openOutput(pid: number, which: 1 | 2): Writable | undefined {
   try {
     const stat = fstatSync(fd);
     if (isatty(fd)) {
-      const stream = new TtyWriteStream(fd);
+      const stream = ownTerminal(fd, new TtyWriteStream(fd));
       // Node makes terminal writes blocking; the daemon's event loop must never wait on a
       // person's terminal (a paused one, Ctrl-S), so back to non-blocking with backpressure.
       (stream as unknown as { _handle?: { setBlocking?: (blocking: boolean) => void } })._handle?.setBlocking?.(false);
@@ -141,7 +165,7 @@ export function openCallerStdio(socket: Socket, want: StdioTaken): CallerStdio {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   const pid = fd === undefined || fd < 0 ? undefined : peerPid(fd);
   if (pid === undefined || pid <= 0) return { taken: NONE, destroy: () => undefined };
-  const stdin = want.stdin ? openInput(pid, processGroup(pid)) : undefined;
+  const stdin = want.stdin ? openInput(pid, terminalOf(pid)) : undefined;
   const stdout = want.stdout ? openOutput(pid, 1) : undefined;
   const stderr = want.stderr ? openOutput(pid, 2) : undefined;
   return {

@@ -4,7 +4,6 @@ import koffi from 'koffi';
 
 interface Libc {
   ioctl: (fd: number, request: number) => number;
-  ioctlInt: (fd: number, request: number, out: number[]) => number;
   getsockopt: (fd: number, level: number, name: number, out: Buffer, length: number[]) => number;
   errno: () => number;
 }
@@ -18,7 +17,6 @@ function load(): Libc {
   const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)') as Libc['getsockopt'];
   libc = {
     ioctl: (fd, request) => ioctl(fd, request),
-    ioctlInt: (fd, request, out) => ioctl(fd, request, koffi.out(koffi.pointer('int')), out),
     getsockopt,
     errno: () => koffi.errno(),
   };
@@ -42,7 +40,6 @@ export const NS_GET_USERNS = 0xb701;
 
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
-const TIOCGPGRP = 0x540f;
 
 /** The process id at the other end of a connected Unix socket (SO_PEERCRED), or undefined. */
 export function peerPid(fd: number): number | undefined {
@@ -58,13 +55,3 @@ export function peerPid(fd: number): number | undefined {
   }
 }
 
-/** The foreground process group of a terminal (tcgetpgrp), or undefined. */
-export function terminalForegroundGroup(fd: number): number | undefined {
-  try {
-    const { ioctlInt } = load();
-    const out = [0];
-    return ioctlInt(fd, TIOCGPGRP, out) === 0 ? out[0] : undefined;
-  } catch {
-    return undefined;
-  }
-}

@@ -4,6 +4,7 @@
 // dialling the peer itself (no local daemon) and the CLI relayed by its own daemon.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { inheritableDescriptors } from '../../src/lib/descriptors.js';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
@@ -181,6 +182,42 @@ describe('terminal', { skip: SKIP }, () => {
     const { screen, exit } = await open;
     assert.match(screen, /OPEN/, screen);
     assert.equal(exit, 3, screen);
+  });
+});
+
+/** The terminals (/dev/pts/N) a process has open, with how: 'r' (read only), 'w' (write only) or 'rw'. */
+function terminalsOpen(pid: number): string[] {
+  const modes = ['r', 'w', 'rw'];
+  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      if (!target.startsWith('/dev/pts/')) return [];
+      const flags = Number.parseInt(/^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8);
+      return [`${target} ${modes[flags & 3] ?? '?'}`];
+    } catch {
+      return [];
+    }
+  });
+}
+
+describe('terminal through the client\'s daemon', { skip: SKIP }, () => {
+  test('the daemon reads the keys from the person\'s terminal itself, and lets go of it when the app ends', { timeout: 90_000 }, async () => {
+    const open = inTerminal(
+      [process.execPath, EBP, '--state-dir', relayB.stateDir, 'run', hostA.endpoint, 'sh'],
+      [['$ ', 'echo TYPED; sleep 3; exit 4\\r']],
+      { rows: 24, cols: 80 },
+    );
+    // While the app runs: daemon B holds the terminal for reading (the keys skip the CLI).
+    const held = await waitUntil(() => {
+      const open = terminalsOpen(relayB.pid);
+      return open.some((line) => line.endsWith(' r')) ? open : undefined;
+    }, 20_000, 'daemon B reading the terminal');
+    assert.ok(held.some((line) => line.endsWith(' w')), `the output goes straight to the terminal too: ${held.join(', ')}`);
+    const { screen, exit } = await open;
+    assert.match(screen, /TYPED/, screen);
+    assert.equal(exit, 4, screen);
+    // Before the CLI exits (and the shell reads the terminal again), the daemon has let go.
+    assert.deepEqual(terminalsOpen(relayB.pid), [], 'terminals daemon B still holds');
   });
 });
 
