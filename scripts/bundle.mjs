@@ -64,13 +64,12 @@ async function buildInPlace(options) {
   }
 }
 
-await buildInPlace({
+/** The CLI's bundles: bin/ebp starts them through code-cache.js. */
+const cliBundle = {
   ...commonJs,
   entryPoints: [join(root, 'dist', 'src', 'cli', 'bundle-entry.js')],
-  outfile: join(root, 'dist', 'ebp.cjs'),
   external: ['koffi'],
   loader: { '.node': 'copy' },
-  plugins: [paddingPool],
   // Code compiled through node:vm cannot import() in Node 20: what the bundle leaves outside
   // (Node's own modules, koffi) is loaded with require().
   supported: { 'dynamic-import': false },
@@ -79,6 +78,33 @@ await buildInPlace({
   // import.meta.url is the bundle's own file (lib/package-root.ts looks up from there).
   define: { 'import.meta.url': '__ebpBundleUrl' },
   banner: { js: 'var __ebpBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
+};
+
+await buildInPlace({ ...cliBundle, outfile: join(root, 'dist', 'ebp.cjs'), plugins: [paddingPool] });
+
+/**
+ * `ebp sandbox` has a bundle of its own (cli/code-cache.ts picks it): the command table with only
+ * the sandbox command behind it. Every other command module becomes a stub that says it is not
+ * there, so that the bundle holds neither the SSH library nor the daemon.
+ */
+const SANDBOX_COMMAND = './commands/sandbox.js';
+const onlySandbox = {
+  name: 'only-the-sandbox-command',
+  setup(build) {
+    build.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (args) => (
+      args.path === SANDBOX_COMMAND || !args.importer.endsWith(join('cli', 'main.js')) ? undefined : { path: args.path, namespace: 'not-in-this-bundle' }
+    ));
+    build.onLoad({ filter: /.*/, namespace: 'not-in-this-bundle' }, (args) => ({
+      contents: `throw new Error(${JSON.stringify(`${args.path} is not in the sandbox command's bundle (dist/ebp-sandbox.cjs)`)});`,
+      loader: 'js',
+    }));
+  },
+};
+
+await buildInPlace({
+  ...cliBundle,
+  outfile: join(root, 'dist', 'ebp-sandbox.cjs'),
+  plugins: [onlySandbox],
 });
 
 // bin/ebp is CommonJS (an ES module entry costs every command the start of Node's ES module

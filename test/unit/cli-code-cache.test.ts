@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 
 const LOADER = new URL('../../src/cli/code-cache.js', import.meta.url).href;
@@ -125,4 +125,32 @@ test('a corrupt cache is rejected and replaced; a new bundle drops the old bundl
   const files = readdirSync(s.folder);
   assert.equal(files.length, 1, `only the new bundle's cache is left: ${files.join(', ')}`);
   assert.notEqual(files[0], name);
+});
+
+test('a command with a bundle of its own runs that one while it is fresh; the two keep their own caches', () => {
+  const s = setup();
+  const own = join(dirname(s.bundle), 'ebp-sandbox.cjs');
+  writeFileSync(own, 'process.stdout.write(`sandbox bundle ${process.argv.slice(2).join(" ")}\\n`);\n');
+  const sandbox = start(s, ['--state-dir', 'x', 'sandbox', '--', 'true']);
+  assert.deepEqual([sandbox.started, sandbox.stdout], ['compiled', 'sandbox bundle --state-dir x sandbox -- true\n']);
+  assert.equal(start(s, ['sandbox', 'true']).started, 'cached');
+  // Other commands run the whole CLI's bundle; neither bundle's cache removes the other's.
+  assert.equal(start(s, ['run']).stdout, 'ran RUN from ebp.cjs\nrequire function\n');
+  assert.deepEqual(readdirSync(s.folder).map((name) => name.replace(/-v\d.*-/, '-')).sort(), ['ebp-run.bin', 'ebp-sandbox-sandbox.bin']);
+  assert.equal(start(s, ['sandbox', 'true']).started, 'cached');
+
+  // Older than the modules (the build stopped half-way): the whole bundle runs the command.
+  utimesSync(own, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+  const stale = start(s, ['sandbox', 'true']);
+  assert.equal(stale.stdout, 'ran SANDBOX TRUE from ebp.cjs\nrequire function\n');
+  rmSync(own);
+  assert.equal(start(s, ['sandbox']).stdout, 'ran SANDBOX from ebp.cjs\nrequire function\n');
+});
+
+test('cache files named before bundles had names are removed', () => {
+  const s = setup();
+  mkdirSync(s.folder, { recursive: true, mode: 0o700 });
+  writeFileSync(join(s.folder, 'v20.0.0-abc-def-run.bin'), 'old');
+  assert.equal(start(s, ['run']).started, 'compiled');
+  assert.deepEqual(readdirSync(s.folder).map((name) => name.replace(/-v\d.*-/, '-')), ['ebp-run.bin']);
 });
