@@ -1,6 +1,7 @@
 // Which cgroup version this machine lets us use, and the one-time root setup for an
 // unprivileged daemon. Reads /proc only through options so tests can substitute fakes.
-import { chown, mkdir, readFile } from 'node:fs/promises';
+// /proc and cgroupfs: synchronous, as in v1.ts and v2.ts.
+import { chownSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { EbpError, errnoCode } from '../../lib/errors.js';
@@ -25,7 +26,7 @@ function isRootUser(): boolean {
 
 async function readProc(path: string): Promise<string | { reason: string }> {
   try {
-    return await readFile(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (error) {
     return { reason: `cannot read ${path}: ${errnoCode(error) ?? String(error)}` };
   }
@@ -69,7 +70,7 @@ export async function detectCgroups(options: DetectOptions = {}): Promise<Cgroup
 async function delegate(dir: string, files: readonly string[], uid: number, gid: number): Promise<void> {
   for (const path of [dir, ...files.map((file) => join(dir, file))]) {
     try {
-      await chown(path, uid, gid);
+      chownSync(path, uid, gid);
     } catch (error) {
       if (path !== dir && errnoCode(error) === 'ENOENT') continue;
       throw cgroupError('chown', path, error);
@@ -79,7 +80,7 @@ async function delegate(dir: string, files: readonly string[], uid: number, gid:
 
 async function makeDir(dir: string): Promise<void> {
   try {
-    await mkdir(dir);
+    mkdirSync(dir);
   } catch (error) {
     if (errnoCode(error) !== 'EEXIST') throw cgroupError('create', dir, error);
   }

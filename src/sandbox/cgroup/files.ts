@@ -4,7 +4,10 @@
 // trip through libuv's thread pool costs 0.1-0.8 ms each on a loaded machine, on every launch.
 import { accessSync, constants, readFileSync, readdirSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
+/** Waits MS milliseconds (a plain timer: node:timers/promises is one more module to load). */
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => { setTimeout(resolve, ms); });
+}
 
 import { EbpError, errnoCode } from '../../lib/errors.js';
 import type { CgroupLimits, CgroupManager } from './index.js';

@@ -1,6 +1,8 @@
 // cgroup v1 backend: every controller is its own hierarchy (some co-mounted, e.g. "cpu,cpuacct"),
 // so a sandbox is one `ebp-<name>` directory per hierarchy, all kept in step.
-import { mkdir } from 'node:fs/promises';
+// cgroupfs calls are quick and never block on a disk: made synchronously, with no thread-pool
+// hop (and no fs/promises to load in a one-shot `ebp sandbox`).
+import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 import { EbpError, errnoCode } from '../../lib/errors.js';
@@ -164,7 +166,7 @@ class V1Manager implements CgroupManager {
         if (!hierarchy.create) continue;
         try {
           // Privileged boundary: as root we create <own cgroup>/ebp in every hierarchy.
-          await mkdir(hierarchy.base, { recursive: true });
+          mkdirSync(hierarchy.base, { recursive: true });
         } catch (error) {
           throw cgroupError('create', hierarchy.base, error, SETUP_FIX);
         }
@@ -187,7 +189,7 @@ class V1Manager implements CgroupManager {
       for (const hierarchy of this.hierarchies) {
         const dir = join(hierarchy.base, `ebp-${name}`);
         try {
-          await mkdir(dir);
+          mkdirSync(dir);
         } catch (error) {
           if (errnoCode(error) === 'EEXIST') {
             throw new EbpError('STATE_INVALID', `cgroup ${dir} already exists`, {

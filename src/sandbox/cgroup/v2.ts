@@ -1,6 +1,7 @@
 // cgroup v2 backend: sandboxes are children `ebp-<name>` of the daemon's own (delegated) cgroup.
 // v2 allows processes only in leaves, so the daemon first parks itself in `ebp-daemon`.
-import { mkdir } from 'node:fs/promises';
+// cgroupfs calls are quick and never block on a disk: made synchronously (see v1.ts).
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { EbpError, errnoCode } from '../../lib/errors.js';
@@ -137,7 +138,7 @@ class V2Manager implements CgroupManager {
     await this.ensureReady();
     const dir = join(this.base, `ebp-${name}`);
     try {
-      await mkdir(dir);
+      mkdirSync(dir);
     } catch (error) {
       if (errnoCode(error) === 'EEXIST') {
         throw new EbpError('STATE_INVALID', `cgroup ${dir} already exists`, {
@@ -204,7 +205,7 @@ class V2Manager implements CgroupManager {
   private async parkDaemon(): Promise<void> {
     const leaf = join(this.base, DAEMON_LEAF);
     try {
-      await mkdir(leaf);
+      mkdirSync(leaf);
     } catch (error) {
       if (errnoCode(error) !== 'EEXIST') throw cgroupError('create', leaf, error, DELEGATE_FIX);
     }
