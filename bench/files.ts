@@ -21,6 +21,8 @@ export interface FilesTimes {
   readonly writeMs: number;
   readonly readMs: number;
   readonly metadataMs: number;
+  /** The size of the tar the metadata job made: the same as here, or the job failed part-way. */
+  readonly tarBytes: number;
 }
 
 export interface FilesResult {
@@ -43,15 +45,16 @@ const SCRIPT = [
   'now() { date +%s%N; }',
   't0=$(now); dd if=/dev/zero of="$d/big" bs=1M count="$mib" conv=fsync status=none || exit 3; t1=$(now)',
   'dd if="$d/big" of=/dev/null bs=1M status=none || exit 4; t2=$(now)',
-  'tar cf - -C "$d" small | cat > /dev/null || exit 5; t3=$(now)',
+  // The tar's size, counted after cat: a tar that failed part-way would look fast.
+  'n=$(tar cf - -C "$d" small | cat | wc -c) || exit 5; t3=$(now)',
   'rm -f "$d/big"',
-  'echo "write=$(( (t1 - t0) / 1000000 )) read=$(( (t2 - t1) / 1000000 )) meta=$(( (t3 - t2) / 1000000 ))"',
+  'echo "write=$(( (t1 - t0) / 1000000 )) read=$(( (t2 - t1) / 1000000 )) meta=$(( (t3 - t2) / 1000000 )) tar=$n"',
 ].join('\n');
 
 function parseTimes(text: string, what: string): FilesTimes {
-  const match = /write=(\d+) read=(\d+) meta=(\d+)/.exec(text);
+  const match = /write=(\d+) read=(\d+) meta=(\d+) tar=\s*(\d+)/.exec(text);
   if (match === null) throw new Error(`${what}: no timings in its output: ${text.slice(0, 500)}`);
-  return { writeMs: Number(match[1]), readMs: Number(match[2]), metadataMs: Number(match[3]) };
+  return { writeMs: Number(match[1]), readMs: Number(match[2]), metadataMs: Number(match[3]), tarBytes: Number(match[4]) };
 }
 
 function median(values: readonly number[]): number {
@@ -65,6 +68,7 @@ function medianTimes(samples: readonly FilesTimes[]): FilesTimes {
     writeMs: median(samples.map((sample) => sample.writeMs)),
     readMs: median(samples.map((sample) => sample.readMs)),
     metadataMs: median(samples.map((sample) => sample.metadataMs)),
+    tarBytes: samples[0]?.tarBytes ?? 0,
   };
 }
 
@@ -134,16 +138,22 @@ export async function benchFiles(options: { root: string; runs: number; megabyte
     children.push(daemon.child);
     const port = Number((await waitForText(daemon.text, /on port (\d+)/, daemon.child, 'ebp up'))[1]);
 
+    // The tar of the same folder made here: each run's must be as long.
+    const tarBytes = Number(must(['sh', '-c', 'tar cf - -C "$1" small | wc -c', 'sh', data], 'tar here').trim());
+    const checked = (times: FilesTimes, what: string): FilesTimes => {
+      if (times.tarBytes !== tarBytes) throw new Error(`${what}: its tar was ${times.tarBytes} bytes, here ${tarBytes}: the metadata job failed part-way`);
+      return times;
+    };
     const runSshfs = (): FilesTimes => {
       const sshfsOptions = `port=${sshPort},IdentityFile=${join(ssh, 'client_key')},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,LogLevel=error`;
       // The mount lives in a private mount namespace: never in this machine's table.
       const inner = 'sshfs -o "$1" "root@127.0.0.1:$2" "$3" || exit 2; sh -c "$4" sh "$3" "$5"; status=$?; fusermount3 -u "$3"; exit $status';
       const out = must(['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', inner, 'sh', sshfsOptions, data, mount, SCRIPT, String(megabytes)], 'sshfs run', { timeoutMs: 120_000 });
-      return parseTimes(out, 'sshfs');
+      return checked(parseTimes(out, 'sshfs'), 'sshfs');
     };
     const runEbp = (): FilesTimes => {
       const out = must([process.execPath, ebp, '--state-dir', join(dir, 'B'), 'run', '--share', data, `${HOST}:${port}`, 'sh', '-c', SCRIPT, 'sh', '/home/ebp/Shared/data', String(megabytes)], 'ebp run --share', { timeoutMs: 120_000 });
-      return parseTimes(out, 'ebp');
+      return checked(parseTimes(out, 'ebp'), 'ebp');
     };
 
     // One warm-up each, then alternating runs.

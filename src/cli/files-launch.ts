@@ -88,7 +88,7 @@ export async function launchWithFiles(paths: StatePaths, spec: FilesLaunchSpec):
     // The SFTP channel first: the host parks it for this connection; the launch claims it.
     const channel = await connection.exec(`${FILES_CHANNEL} ${token}`);
     filesChannel = channel;
-    jail = startJail(bwrap, plan.exports, layout, { input: channel.stdout, output: channel.stdin });
+    jail = startJail(bwrap, plan.exports, layout, { input: channel.stdout, output: channel.stdin, hello: channel.stderr });
     const env = { ...spec.env, [FILES_ENV]: encodeFilesSpec({ token, mounts: plan.mounts }) };
     const remote = await connection.exec(joinShellWords(command), { ...base, env });
     const running = jail;

@@ -16,6 +16,7 @@ import { EbpError } from '../lib/errors.js';
 import type { HostLayout } from '../sandbox/host-layout.js';
 import { SANDBOX_USER } from '../sandbox/policy.js';
 import { nameProblem, overlaps, targetProblem, type FileMount, MAX_MOUNTS } from './spec.js';
+import { personReadAhead, READ_AHEAD_HELLO } from './read-ahead.js';
 
 export const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
 /** SFTP requests the jail's server refuses: they name users or homes, which the host has no business knowing. */
@@ -226,15 +227,28 @@ export async function checkJail(bwrap: string, exports: readonly Export[], layou
 }
 
 /** Serves the exports on `input`/`output` (the SFTP channel) from a jailed sftp-server. */
-export function startJail(bwrap: string, exports: readonly Export[], layout: HostLayout, stream: { input: Readable; output: Writable }): Jail {
+export function startJail(bwrap: string, exports: readonly Export[], layout: HostLayout, stream: { input: Readable; output: Writable; hello?: Readable }): Jail {
   const child = startBwrap(bwrap, jailArgs(exports, layout, [SFTP_SERVER, '-d', '/', '-P', DENIED_REQUESTS]), 'serve');
   const stdin = child.stdin;
   const stdout = child.stdout;
   stdin?.on('error', () => undefined);
   stream.input.on('error', () => undefined);
   stream.output.on('error', () => undefined);
-  if (stdin !== null) stream.input.pipe(stdin);
-  if (stdout !== null) stdout.pipe(stream.output);
+  // The relays, with read-ahead on open (read-ahead.ts) once the host's side says it takes part.
+  const readAhead = stdin === null || stdout === null ? undefined : personReadAhead({ fromHost: stream.input, toServer: stdin, fromServer: stdout, toHost: stream.output });
+  if (stream.hello !== undefined) {
+    let said = '';
+    const listen = (chunk: Buffer): void => {
+      said += chunk.toString('latin1');
+      if (said.includes(READ_AHEAD_HELLO)) {
+        readAhead?.enable();
+        stream.hello?.off('data', listen);
+      } else if (said.length > 4096) {
+        stream.hello?.off('data', listen);
+      }
+    };
+    stream.hello.on('data', listen);
+  }
   const exited = new Promise<number | null>((done) => {
     child.once('error', () => { done(null); });
     child.once('close', (status) => { done(status); });

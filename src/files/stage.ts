@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { EbpError } from '../lib/errors.js';
+import { hostReadAhead } from './read-ahead.js';
 
 /** The descriptor the SFTP stream arrives on (a socketpair slot of the launcher spawn). */
 export const SFTP_FD = 8;
@@ -172,9 +173,6 @@ export function joinSftp(local: Duplex, remote: Duplex, options: { stallMs?: num
   let waitingSince: number | undefined;
   local.on('error', () => undefined);
   remote.on('error', () => undefined);
-  local.on('data', () => {
-    waitingSince ??= Date.now();
-  });
   remote.on('data', () => {
     waitingSince = undefined;
   });
@@ -190,6 +188,11 @@ export function joinSftp(local: Duplex, remote: Duplex, options: { stallMs?: num
   const stop = (): void => { clearInterval(timer); };
   local.once('close', stop);
   remote.once('close', stop);
-  local.pipe(remote);
-  remote.pipe(local);
+  // The relays; reads the person's side answered ahead are answered here (read-ahead.ts).
+  // Waiting: for an answer to what went to the person (not what was answered here).
+  hostReadAhead({ fromSshfs: local, toSshfs: local, fromPerson: remote, toPerson: remote }, {
+    sentToPerson: () => {
+      waitingSince ??= Date.now();
+    },
+  });
 }

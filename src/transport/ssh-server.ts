@@ -12,6 +12,7 @@ import type { LaunchService, PeerIdentity, Session } from '../host/launch.js';
 import { splitShellWords } from './shell-words.js';
 import { repairWindowHandling } from './ssh2-window.js';
 import { FILES_ENV, filesChannelToken, MAX_SPEC_BYTES, parseFilesSpec, type FilesSpec } from '../files/spec.js';
+import { READ_AHEAD_HELLO } from '../files/read-ahead.js';
 
 const { Server, utils } = ssh2;
 
@@ -290,6 +291,8 @@ export class SshServer {
       return;
     }
     parked.set(token, channel);
+    // This side keeps the person's read-ahead answers (files/read-ahead.ts): say so.
+    channel.stderr.write(READ_AHEAD_HELLO);
   }
 
   /** The launch's files: the validated spec and the channel it names (claimed, so used once). */
