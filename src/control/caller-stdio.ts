@@ -135,11 +135,11 @@ function openOutput(pid: number, which: 1 | 2): Writable | undefined {
   try {
     const stat = fstatSync(fd);
     if (isatty(fd)) {
-      const stream = ownTerminal(fd, new TtyWriteStream(fd));
+      const stream = new TtyWriteStream(fd);
       // Node makes terminal writes blocking; the daemon's event loop must never wait on a
       // person's terminal (a paused one, Ctrl-S), so back to non-blocking with backpressure.
       (stream as unknown as { _handle?: { setBlocking?: (blocking: boolean) => void } })._handle?.setBlocking?.(false);
-      return stream;
+      return ownTerminal(fd, stream);
     }
     if (stat.isCharacterDevice() && stat.rdev === DEV_NULL) {
       // Output thrown away: no write(2) per SSH packet through the thread pool.
