@@ -1,13 +1,14 @@
 // Read-ahead on open, between the session's two SFTP relays: the person's side (the CLI, in front
 // of the jailed sftp-server) and the host's (the daemon, in front of the sandbox's sshfs).
 //
-// A small file read through sshfs costs two network round trips: OPEN, then READ at offset 0.
+// A small file read through sshfs costs a network round trip for its OPEN and another for the
+// READ at offset 0 that follows.
 // The person's side sees the handle come back from its own sftp-server, a few microseconds
 // away: for a file opened for reading only, it reads the start of the file right then, and sends
 // that answer ahead of the handle, as a packet of ebp's own (type READ_AHEAD) that the host's side
 // keeps and never passes to sshfs. When sshfs then asks for offset 0 of that handle, the host's
 // side answers from it; the request never crosses the network. A tar of many small files makes
-// half the round trips.
+// one round trip fewer per file.
 //
 // What keeps this exact: an answer is used once, only for offset 0 of the handle it was read
 // for, only within READ_AHEAD_FRESH_MS, and only when it answers the whole request (the whole
@@ -54,7 +55,7 @@ class Packets {
   broken = false;
 
   /**
-   * `out` writes to the stream this one feeds (the transform's push): for packets of this
+   * `out` writes to the stream this one feeds (the relay's write), also the packets of this
    * side's own, put in between the stream's packets, never inside one.
    */
   constructor(private readonly wanted: (type: number, id: number) => boolean, private readonly out: (bytes: Buffer) => void) {}
