@@ -25,7 +25,7 @@ export const READ_AHEAD_HELLO = 'ebp-files: read-ahead 1\n';
 /** ebp's own packet type on the files channel (person → host), outside SFTP's numbers. */
 const READ_AHEAD = 250;
 const READ_AHEAD_BYTES = 32 * 1024;
-export const READ_AHEAD_FRESH_MS = 1000;
+const READ_AHEAD_FRESH_MS = 1000;
 const MAX_KEPT = 256;
 /** sftp-server's own limit on a message, and some room. */
 const MAX_PACKET = 256 * 1024 + 1024;

@@ -219,6 +219,22 @@ describe('terminal through the client\'s daemon', { skip: SKIP }, () => {
     // Before the CLI exits (and the shell reads the terminal again), the daemon has let go.
     assert.deepEqual(terminalsOpen(relayB.pid), [], 'terminals daemon B still holds');
   });
+
+  test('a launch from the terminal\'s background: the daemon leaves the keys to the shell', { timeout: 90_000 }, async () => {
+    // Job control on: the launch runs as a background job of its own process group, stdin still
+    // the terminal. Taking it there would steal the keys typed at the shell.
+    const launch = [process.execPath, EBP, '--state-dir', relayB.stateDir, 'run', hostA.endpoint, 'sh', '-c', 'sleep 3'].map((word) => `'${word}'`).join(' ');
+    const running = inTerminal(
+      ['sh', '-c', `set -m; ${launch} > /dev/null & sleep 5; kill -9 %1 2>/dev/null; echo BACKGROUND-DONE`],
+      [],
+      { rows: 24, cols: 80 },
+    );
+    await waitUntil(async () => (await sessionsOf(hostA)).length > 0, 20_000, 'the background launch on host A');
+    assert.deepEqual(terminalsOpen(relayB.pid).filter((line) => line.endsWith(' r')), [], 'terminals daemon B reads');
+    const { screen } = await running;
+    assert.match(screen, /BACKGROUND-DONE/, screen);
+    assert.deepEqual(terminalsOpen(relayB.pid), [], 'terminals daemon B still holds');
+  });
 });
 
 describe('100 MiB through stdin and back', { skip: SKIP }, () => {
