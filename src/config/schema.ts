@@ -42,7 +42,8 @@ export interface Config {
   readonly ui: { readonly enabled: boolean; readonly port: number; readonly display: string };
   readonly discovery: { readonly enabled: boolean; readonly interfaces: readonly string[] };
   readonly approval: { readonly policy: ApprovalPolicy; readonly timeoutMs: number; readonly rateLimit: number };
-  readonly share: { readonly apps: 'all' | readonly string[]; readonly deny: readonly string[] };
+  /** `spares`: sandboxes kept made ahead for the next launches of recent apps (0 = none). */
+  readonly share: { readonly apps: 'all' | readonly string[]; readonly deny: readonly string[]; readonly spares: number };
   readonly defaults: AppSettings;
   /** Per-app overrides of [defaults], by app id (an own-property record; use {@link appSettings}). */
   readonly apps: Readonly<Record<string, Partial<AppSettings>>>;
@@ -101,7 +102,7 @@ export const DEFAULT_CONFIG: Config = deepFreeze({
   ui: { enabled: true, port: DEFAULT_UI_PORT, display: '' },
   discovery: { enabled: true, interfaces: [] },
   approval: { policy: 'ask', timeoutMs: 60_000, rateLimit: 5 },
-  share: { apps: 'all', deny: [] },
+  share: { apps: 'all', deny: [], spares: 4 },
   defaults: { network: false, memoryBytes: 1024 ** 3, cpus: 1, pids: 256, persistentHome: false },
   apps: {},
   extraApps: [],
@@ -414,7 +415,7 @@ const root = table({
   ui: table({ enabled: bool, port, display: plainText(1, 64, 'an X display such as ":0"') }),
   discovery: table({ enabled: bool, interfaces: list(interfaceName, 64) }),
   approval: table({ policy: oneOf(APPROVAL_POLICIES), timeout: duration(1000, 86_400_000), rate_limit: integer(1, 1000) }),
-  share: table({ apps: shareApps, deny: appList }),
+  share: table({ apps: shareApps, deny: appList, spares: integer(0, 16) }),
   defaults: settingsTable,
   apps: tableOf(APP_ID_EXPECTED, (key) => APP_ID.test(key), settingsTable),
   extra_apps: list(extraApp, 256),
@@ -468,7 +469,7 @@ export function validateConfig(document: unknown, fileName: string): Config {
       timeoutMs: raw.approval?.timeout ?? defaults.approval.timeoutMs,
       rateLimit: raw.approval?.rate_limit ?? defaults.approval.rateLimit,
     },
-    share: { apps: raw.share?.apps ?? defaults.share.apps, deny: raw.share?.deny ?? [...defaults.share.deny] },
+    share: { apps: raw.share?.apps ?? defaults.share.apps, deny: raw.share?.deny ?? [...defaults.share.deny], spares: raw.share?.spares ?? defaults.share.spares },
     defaults: { ...defaults.defaults, ...overridesFrom(raw.defaults ?? {}) },
     apps: Object.fromEntries((raw.apps ?? []).map(([id, settings]) => [id, overridesFrom(settings)])),
     extraApps: (raw.extra_apps ?? []).map((app) => ({

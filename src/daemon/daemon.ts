@@ -21,6 +21,7 @@ import { loadOrCreateIdentity, type Identity } from '../peer/identity.js';
 import { KnownHosts } from '../peer/known-hosts.js';
 import { TrustStore } from '../peer/trust-store.js';
 import { createEngine, type SandboxEngine } from '../sandbox/engine.js';
+import { SpareSandboxes } from '../sandbox/spares.js';
 import { PeerPool } from '../transport/peer-pool.js';
 import { joinShellWords } from '../transport/shell-words.js';
 import { endpointText, type PeerConnection } from '../transport/ssh-client.js';
@@ -110,12 +111,14 @@ export class Daemon {
   readonly #timers: NodeJS.Timeout[];
   readonly #web: WebServer | undefined;
   readonly #desktop: DesktopLaunches;
+  readonly #spares: SpareSandboxes;
   #catalog: Catalog;
   #closing: Promise<void> | undefined;
 
   private constructor(parts: {
     identity: Identity; config: Config; name: string; ssh: SshServer; control: ControlServer; sessions: Sessions;
     approvals: Approvals; pool: PeerPool; log: Logger; catalog: Catalog; discovery: Discovery | undefined; timers: NodeJS.Timeout[]; web: WebServer | undefined; desktop: DesktopLaunches;
+    spares: SpareSandboxes;
   }) {
     this.identity = parts.identity;
     this.config = parts.config;
@@ -131,6 +134,7 @@ export class Daemon {
     this.#timers = parts.timers;
     this.#web = parts.web;
     this.#desktop = parts.desktop;
+    this.#spares = parts.spares;
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -157,7 +161,10 @@ export class Daemon {
     // What peers see and may launch: the catalogue less the apps the owner switched off.
     const withheld = Withheld.open(paths.stateDir);
     const shared = (): Catalog => withheld.view(catalog);
+    // The next launch of an app finds its sandbox made (sandbox/spares.ts).
+    const spares = new SpareSandboxes({ engine, max: config.share.spares });
     const launch = new LaunchService({
+      spares,
       catalog: shared,
       trust,
       approvals,
@@ -484,7 +491,7 @@ export class Daemon {
     const control = await ControlServer.listen(controlSocketPath(paths.runtimeDir), { ...handlers, ui }, streams);
     log('daemon-started', { name: discovery?.instanceName ?? name, id: identity.fingerprint, port: ssh.port, apps: catalog.apps.length, control: control.path, state: paths.stateDir, discovery: discovery === undefined ? 'off' : 'on' });
     if (web !== undefined) log('ui-started', { url: `http://127.0.0.1:${web.port}/` });
-    return new Daemon({ identity, config, name: discovery?.instanceName ?? name, ssh, control, sessions, approvals, pool, log, catalog, discovery, timers, web, desktop });
+    return new Daemon({ identity, config, name: discovery?.instanceName ?? name, ssh, control, sessions, approvals, pool, log, catalog, discovery, timers, web, desktop, spares });
   }
 
   get port(): number {
@@ -512,6 +519,7 @@ export class Daemon {
       await this.#web?.close();
       this.#desktop.close();
       await this.#sessions.stopAll();
+      await this.#spares.close();
       await this.#ssh.close();
       this.#pool.close();
       this.#log('daemon-stopped');

@@ -17,6 +17,7 @@ import type { TrustStore } from '../peer/trust-store.js';
 import type { SandboxEngine } from '../sandbox/engine.js';
 import { buildPolicy } from '../sandbox/request.js';
 import { startSandbox, type SandboxExit, type SandboxHandle } from '../sandbox/runner.js';
+import type { SpareSandboxes } from '../sandbox/spares.js';
 import type { SandboxPolicy } from '../sandbox/policy.js';
 import type { Approvals, PendingRequest } from './approvals.js';
 import type { Sessions } from './sessions.js';
@@ -63,6 +64,8 @@ export interface Session {
   readonly handle: SandboxHandle;
   readonly io: SessionIo;
   readonly done: Promise<SandboxExit>;
+  /** It runs in a sandbox made ahead (sandbox/spares.ts). */
+  readonly spare: boolean;
 }
 
 export interface HostServices {
@@ -78,12 +81,20 @@ export interface HostServices {
   readonly ownFingerprint?: string;
   /** Called when "Always" added a key to the trust store (the web page shows the list live). */
   readonly onTrusted?: () => void;
+  /** Sandboxes made ahead for launches with plain pipes; none = each launch makes its own. */
+  readonly spares?: SpareSandboxes;
 }
 
 type Authorization = 'trusted' | 'open' | 'allowed';
 
 /** A session whose client vanished is ended within this (SIGTERM first, then SIGKILL). */
 const CLIENT_GONE_GRACE_MS = 1000;
+
+/**
+ * The spare for an app's next launch is made when this one ends, or after this long if it is
+ * still running: a short launch's own set-up and exit are not slowed by it.
+ */
+const SPARE_REFILL_MS = 1000;
 
 const NAME_SAFE = /[^\p{L}\p{N} ._@()-]/gu;
 
@@ -199,7 +210,22 @@ export class LaunchService {
     const filesOptions = sftp === undefined ? {} : { sftp };
     let io: SessionIo = { kind: 'pipes' };
     let handle: SandboxHandle;
-    if (request.terminal === undefined || request.display !== undefined) {
+    let spare = false;
+    if (request.terminal === undefined && request.display === undefined && sftp === undefined && display === undefined && this.#host.spares !== undefined) {
+      // Plain pipes and nothing made for this launch alone: a spare can serve it.
+      const spares = this.#host.spares;
+      const fromSpare = await spares.start(policy);
+      spare = fromSpare !== undefined;
+      handle = fromSpare ?? await startSandbox(policy, { engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
+      let refilled = false;
+      const refill = (): void => {
+        if (refilled) return;
+        refilled = true;
+        spares.refill(policy);
+      };
+      setTimeout(refill, SPARE_REFILL_MS).unref();
+      void handle.exited.then(refill);
+    } else if (request.terminal === undefined || request.display !== undefined) {
       handle = await startSandbox(policy, { engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', ...filesOptions });
     } else {
       const pty = openPty(request.terminal);
@@ -225,7 +251,7 @@ export class LaunchService {
       await this.#audit(request.peer, app, authorization, exit).catch(() => undefined);
       return exit;
     });
-    return { id, app, handle, io, done };
+    return { id, app, handle, io, done, spare };
   }
 
   /** Per-launch X11 display folders; the sandbox user must pass through the state folder. */

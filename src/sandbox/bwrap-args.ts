@@ -19,8 +19,10 @@ export const FD = {
   launch: 7,
   /** The SFTP stream of the person's files (files/stage.ts), when the launch has some. */
   sftp: SFTP_FD,
+  /** A prepared sandbox (sandbox/prepared.ts) reads its command here: PREPARED_SHIM. */
+  command: 9,
   /** First of the generated /etc files. */
-  firstData: 9,
+  firstData: 10,
 } as const;
 
 /**
@@ -39,6 +41,32 @@ export const LAUNCHER_SHIM = `read _ <&${FD.launch}; exec "$@" ${FD.launch}<&-`;
  */
 export const LAUNCH_SHIM = `printf x >&${FD.ready}; exec "$@" ${FD.ready}>&-`;
 
+/**
+ * The shim of a prepared sandbox: set up ahead of its launch, it reports ready at once, then
+ * waits for the command on FD.command as NUL-terminated words: `A` + an argument, `E` +
+ * NAME=VALUE for the environment, and `X` to run. bash's `read -d ''` takes each word as data
+ * (nothing is parsed as shell text); the daemon checked the names and that no word holds a NUL.
+ * Without the `X` (the daemon discarded it, or died) it exits without running anything. Then
+ * as LAUNCH_SHIM: both descriptors are closed, and 126/127 come from the shell.
+ */
+export const PREPARED_SHIM = [
+  `printf x >&${FD.ready}`,
+  'go=',
+  `while IFS= read -r -d '' word <&${FD.command}; do`,
+  '  case $word in',
+  '    A*) set -- "$@" "${word#A}" ;;',
+  '    E*) export "${word#E}" ;;',
+  '    X) go=1; break ;;',
+  '    *) break ;;',
+  '  esac',
+  'done',
+  '[ "$go" = 1 ] && [ "$#" -gt 0 ] || exit 0',
+  `exec -- "$@" ${FD.ready}>&- ${FD.command}<&-`,
+].join('\n');
+
+/** bash runs PREPARED_SHIM (POSIX sh has no way to read NUL-separated words). */
+export const PREPARED_SHELL = '/bin/bash';
+
 export interface BwrapPlan {
   readonly args: string[];
   /** Contents for descriptors FD.firstData, FD.firstData + 1, ... in order. */
@@ -47,12 +75,17 @@ export interface BwrapPlan {
 
 export interface BwrapContext {
   readonly layout: HostLayout;
+  /**
+   * A prepared sandbox: bwrap runs PREPARED_SHIM instead of the policy's command (which is then
+   * ignored), `prefix` (e.g. setsid) in front of it.
+   */
+  readonly prepared?: { readonly prefix: readonly string[] };
   /** Resolver address for /etc/resolv.conf when the policy has network access. */
   readonly dnsAddress?: string;
 }
 
 export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): BwrapPlan {
-  if (policy.command.length === 0) throw new TypeError('sandbox policy has an empty command');
+  if (policy.command.length === 0 && context.prepared === undefined) throw new TypeError('sandbox policy has an empty command');
   const args: string[] = [];
   const dataFiles: string[] = [];
   const add = (...items: (string | number)[]): void => {
@@ -126,6 +159,7 @@ export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): Bw
   add('--chdir', SANDBOX_USER.home);
   add('--seccomp', FD.seccomp, '--json-status-fd', FD.status, '--block-fd', FD.block);
   // `--` ends bwrap's options: nothing after it (command or arguments) can become one.
-  add('--', '/bin/sh', '-c', LAUNCH_SHIM, 'sh', ...policy.command);
+  if (context.prepared === undefined) add('--', '/bin/sh', '-c', LAUNCH_SHIM, 'sh', ...policy.command);
+  else add('--', ...context.prepared.prefix, PREPARED_SHELL, '-c', PREPARED_SHIM, 'ebp-prepared');
   return { args, dataFiles };
 }

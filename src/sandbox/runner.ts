@@ -90,9 +90,74 @@ function rlimitPrefix(engine: SandboxEngine, policy: SandboxPolicy): string[] {
 }
 
 export async function startSandbox(policy: SandboxPolicy, options: StartOptions = {}): Promise<SandboxHandle> {
+  return (await openSandbox(policy, options, false)).handle;
+}
+
+/**
+ * A sandbox set up ahead of its launch: namespaces, mounts, cgroup and seccomp are in place and
+ * a shim waits for the command (bwrap-args.ts PREPARED_SHIM). It serves exactly one launch.
+ */
+export interface PreparedSandbox {
+  readonly id: string;
+  /** Settles once it is gone, used or not. */
+  readonly exited: Promise<SandboxExit>;
+  /**
+   * Runs `command` in it with `env` added to the policy's environment; once. Throws when it is
+   * no longer waiting (it died or was used): the caller then starts a sandbox the usual way.
+   */
+  start(command: readonly string[], env: Readonly<Record<string, string>>): SandboxHandle;
+  /** Removes it unused. */
+  discard(): Promise<void>;
+}
+
+/** Environment names a prepared sandbox is given (the shim exports them). */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * Sets up a sandbox for `policy` (its command is ignored) and leaves it waiting for one. Options
+ * as startSandbox's, except `signal` (a prepared sandbox is discarded instead) and `sftp` (the
+ * person's files belong to one launch, so a sandbox with them cannot be made ahead).
+ */
+export async function prepareSandbox(policy: SandboxPolicy, options: Omit<StartOptions, 'signal' | 'sftp'> = {}): Promise<PreparedSandbox> {
+  const opened = await openSandbox(policy, options, true);
+  const { handle, activate } = opened;
+  let used = false;
+  let gone = false;
+  void handle.exited.then(() => { gone = true; });
+  return {
+    id: handle.id,
+    exited: handle.exited,
+    start(command, env) {
+      if (used || gone) throw new EbpError('SANDBOX_SETUP_FAILED', 'the prepared sandbox is no longer waiting');
+      if (command.length === 0) throw new TypeError('sandbox policy has an empty command');
+      const words = command.map((word) => `A${word}`);
+      for (const [name, value] of Object.entries(env)) {
+        if (!ENV_NAME.test(name)) throw new EbpError('USAGE', `invalid environment variable name "${name.slice(0, 64)}"`);
+        words.push(`E${name}=${value}`);
+      }
+      // argv and environment strings end at a NUL: one inside a word cannot be passed on.
+      if (words.some((word) => word.includes('\0'))) throw new EbpError('USAGE', 'an argument or environment value contains a NUL byte');
+      used = true;
+      activate(`${[...words, 'X'].join('\0')}\0`);
+      return handle;
+    },
+    async discard() {
+      used = true;
+      await handle.stop(0);
+    },
+  };
+}
+
+interface OpenedSandbox {
+  readonly handle: SandboxHandle;
+  /** A prepared sandbox's command words (PREPARED_SHIM's input); the clock starts here. */
+  readonly activate: (words: string) => void;
+}
+
+async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepared: boolean): Promise<OpenedSandbox> {
   const engine = options.engine ?? (await defaultEngine());
   const id = newId();
-  const started = Date.now();
+  let started = Date.now();
   if (policy.network === 'nat' && engine.slirp === undefined) {
     throw new EbpError('NETWORK_SETUP_FAILED', 'network access was asked for, but slirp4netns is not installed', {
       hint: 'install it (sudo apt-get install slirp4netns) or run without --net',
@@ -103,12 +168,12 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
   }
   const files = policy.remoteFiles === undefined ? [] : filesPrefix(policy.remoteFiles.stage, filesTools());
   const dnsAddress = policy.network === 'nat' ? natAddresses(engine.natCidr).dns : undefined;
-  const plan = buildBwrapArgs(
-    policy.command[0] !== undefined && options.terminal === true
-      ? { ...policy, command: ['/usr/bin/setsid', '--ctty', '--', ...policy.command] }
-      : policy,
-    dnsAddress === undefined ? { layout: engine.layout } : { layout: engine.layout, dnsAddress },
-  );
+  // With a terminal, setsid makes it the command's controlling terminal.
+  const ctty = options.terminal === true ? ['/usr/bin/setsid', '--ctty', '--'] : [];
+  const context = dnsAddress === undefined ? { layout: engine.layout } : { layout: engine.layout, dnsAddress };
+  const plan = prepared
+    ? buildBwrapArgs(policy, { ...context, prepared: { prefix: ctty } })
+    : buildBwrapArgs(policy.command[0] === undefined ? policy : { ...policy, command: [...ctty, ...policy.command] }, context);
 
   const isAborted = (): boolean => options.signal?.aborted === true;
   if (isAborted()) throw new EbpError('SANDBOX_SETUP_FAILED', 'the launch was cancelled before it started');
@@ -119,6 +184,7 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
     options.stdin ?? 'inherit', options.stdout ?? 'inherit', options.stderr ?? 'inherit',
     'pipe', 'pipe', 'pipe', 'pipe', 'pipe',
     options.sftp === undefined ? 'ignore' : 'pipe',
+    prepared ? 'pipe' : 'ignore',
     ...plan.dataFiles.map(() => 'pipe' as const),
   ];
   // Order matters: the launcher joins the cgroup, then the files prefix makes its namespaces
@@ -139,7 +205,7 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
 
   const pipe = (fd: number): Readable & Writable => child.stdio[fd] as Readable & Writable;
   const lastFd = FD.firstData + plan.dataFiles.length;
-  const control = (fd: number): boolean => fd !== FD.sftp || options.sftp !== undefined;
+  const control = (fd: number): boolean => (fd !== FD.sftp || options.sftp !== undefined) && (fd !== FD.command || prepared);
   for (let fd = FD.seccomp; fd < lastFd; fd += 1) if (control(fd)) pipe(fd).on('error', () => undefined);
   // A cut file channel explains a setup failure that follows it: bwrap's binds of the stage fail
   // (or sshfs does) once the FUSE connection is aborted, whatever status that gives.
@@ -205,12 +271,15 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
   });
 
   let timer: NodeJS.Timeout | undefined;
-  if (policy.timeoutMs !== undefined) {
+  const startClock = (): void => {
+    started = Date.now();
+    if (policy.timeoutMs === undefined) return;
     timer = setTimeout(() => {
       timedOut = true;
       killAll();
     }, policy.timeoutMs);
-  }
+  };
+  if (!prepared) startClock();
 
   let announceEnd: (exit: SandboxExit) => void = () => undefined;
   const ended = new Promise<SandboxExit>((resolve) => {
@@ -242,10 +311,14 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
         // How it ended is known now; the teardown below must finish before `exited`.
         const resolve = (exit: SandboxExit): void => {
           announceEnd(exit);
-          void (async () => {
-            await cgroup?.close();
-            resolveExited(exit);
-          })();
+          // After what `ended` set off (the status sent to the person): the cgroup's removal
+          // is synchronous work that would hold it up.
+          setImmediate(() => {
+            void (async () => {
+              await cgroup?.close();
+              resolveExited(exit);
+            })();
+          });
         };
         const durationMs = Date.now() - started;
         const base = lastStats === undefined ? { durationMs } : { durationMs, stats: lastStats };
@@ -305,7 +378,13 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
   options.signal?.addEventListener('abort', () => void handle.stop(), { once: true });
 
   await Promise.race([readySeen, exited]);
-  return handle;
+  return {
+    handle,
+    activate: (words) => {
+      startClock();
+      pipe(FD.command).end(words);
+    },
+  };
 }
 
 function signalNumber(signal: NodeJS.Signals): number | undefined {

@@ -346,7 +346,7 @@ export class SshServer {
         },
       );
       onStarted(session);
-      log('session-started', { session: session.id, peer: peer.fingerprint, app: session.app.id });
+      log('session-started', { session: session.id, peer: peer.fingerprint, app: session.app.id, ...(session.spare ? { spare: true } : {}) });
       const outputDone = this.#wire(channel, session);
       // The status goes back as soon as it is known; the sandbox's teardown and the audit
       // record finish in the background (session.done).

@@ -22,7 +22,8 @@ import { connectPeer, parseEndpoint, type PeerConnection } from '../../src/trans
 import { IS_ROOT, sandboxHostUser, setupOnce } from './helpers/ebp.js';
 import {
   clientDir, ebpIn, ebpOk, fdCount, hostConfig, loggedSessionIds, marker, pendingRequests, poolCleanup, sandboxCgroupDirs,
-  sandboxProcessesUnder, sandboxProcessesWith, sessionsOf, shown, startDaemon, startIn, tempDir, trustClient, waitUntil, type PoolDaemon,
+  sandboxProcessesUnder, sandboxProcessesWith, sessionProcessesUnder, sessionsOf, shown, startDaemon, startIn, tempDir, trustClient, waitingSpares,
+  waitUntil, type PoolDaemon,
 } from './helpers/pool.js';
 
 const COUNT = leakCount();
@@ -174,10 +175,12 @@ describe(`launch leaks (${COUNT} launches on each path)`, { skip: SKIP, timeout:
     }
     connection.close();
     await delay(500);
+    // The warm-up's launches left a spare for the next one (sandbox/spares.ts): one, waiting.
+    await waitUntil(() => waitingSpares(hostA.pid).length === 1 && sessionProcessesUnder(hostA.pid).length === 0, 5000, 'one spare waiting below A, nothing else');
     const idsBefore = new Set(loggedSessionIds(hostA));
+    const cgroupsBefore = new Set(sandboxCgroupDirs());
     const before = snapshot();
-    const processesBefore = { a: sandboxProcessesUnder(hostA.pid), b: sandboxProcessesUnder(relayB.pid) };
-    assert.deepEqual(processesBefore.a, []);
+    assert.deepEqual(sandboxProcessesUnder(relayB.pid), []);
     assert.equal(readlinkSync(`/proc/${hostA.pid}/ns/mnt`), readlinkSync('/proc/self/ns/mnt'), 'daemon A shares the host mount table this test reads');
 
     connection = await connectPeer(endpoint, { identity, knownHosts, username: 'leak-test' });
@@ -208,7 +211,7 @@ describe(`launch leaks (${COUNT} launches on each path)`, { skip: SKIP, timeout:
 
     // Let the last teardown finish, then compare.
     await waitUntil(async () => (await sessionsOf(hostA)).length === 0, 5000, 'A\'s sessions to be empty');
-    await waitUntil(() => sandboxProcessesUnder(hostA.pid).length === 0, 5000, 'no sandbox process below A');
+    await waitUntil(() => sessionProcessesUnder(hostA.pid).length === 0, 5000, 'no sandbox process below A but the spare');
     let afterSnap = snapshot();
     const deadline = performance.now() + 5000;
     while ((afterSnap.fdsA > before.fdsA + FD_SLACK || afterSnap.fdsB > before.fdsB + FD_SLACK) && performance.now() < deadline) {
@@ -224,7 +227,14 @@ describe(`launch leaks (${COUNT} launches on each path)`, { skip: SKIP, timeout:
     const ours = new Set(launchedIds);
     const leftoverCgroups = sandboxCgroupDirs().filter((dir) => ours.has(dir.slice(dir.lastIndexOf('ebp-s-') + 'ebp-s-'.length)));
     assert.deepEqual(leftoverCgroups, [], 'cgroup folders of our sessions left behind');
-    assert.deepEqual(sandboxProcessesUnder(hostA.pid), [], 'sandbox processes left below A');
+    assert.deepEqual(sessionProcessesUnder(hostA.pid), [], 'sandbox processes left below A');
+    // Every launch used a spare or made one: still one spare for the one app launched, not more.
+    assert.equal(waitingSpares(hostA.pid).length, 1, 'spares waiting below A');
+    const spareLog = [...hostA.log().matchAll(/session-started session=[0-9a-f]+ .*spare=true/g)].length;
+    assert.ok(spareLog >= COUNT, `most launches ran in a spare (${spareLog} of ${2 * COUNT + 2 * CLI_EACH})`);
+    // The cgroups of spares never used (made, then dropped) are gone too: one at most is new.
+    const newIds = new Set(sandboxCgroupDirs().filter((dir) => !cgroupsBefore.has(dir) && !ours.has(dir.slice(dir.lastIndexOf('ebp-s-') + 6))).map((dir) => dir.slice(dir.lastIndexOf('ebp-s-') + 6)));
+    assert.ok(newIds.size <= 1, `cgroup folders of sandboxes that served no session: ${[...newIds].join(', ')}`);
     assert.deepEqual(sandboxProcessesUnder(relayB.pid), [], 'sandbox-uid processes below B');
     assert.deepEqual(await sessionsOf(hostA), []);
     assert.deepEqual(await pendingRequests(hostA), []);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildBwrapArgs, FD, LAUNCH_SHIM } from '../../src/sandbox/bwrap-args.js';
+import { buildBwrapArgs, FD, LAUNCH_SHIM, PREPARED_SHELL, PREPARED_SHIM } from '../../src/sandbox/bwrap-args.js';
 import type { HostLayout } from '../../src/sandbox/host-layout.js';
 import { cleanEnvironment, type SandboxPolicy } from '../../src/sandbox/policy.js';
 
@@ -152,6 +152,21 @@ test('the person\'s files: each mount binds a subpath of the stage into the home
   assert.ok(!buildBwrapArgs(policy(), { layout: merged }).args.some((arg) => arg.includes('stages')));
 });
 
-test('the data files start after the SFTP descriptor', () => {
+test('the data files start after the SFTP and command descriptors', () => {
+  assert.deepEqual(new Set([FD.sftp, FD.command, FD.firstData]).size, 3);
   assert.ok(hasSequence(buildBwrapArgs(policy(), { layout: merged }).args, '--ro-bind-data', String(FD.firstData)));
+});
+
+test('a prepared sandbox runs the waiting shim (its prefix first) and none of the policy\'s command; its mounts are the same', () => {
+  const hostile = policy({ command: ['--bind', '/', '/', '$(id)'] });
+  const prepared = buildBwrapArgs(hostile, { layout: merged, prepared: { prefix: ['/usr/bin/setsid', '--ctty', '--'] } }).args;
+  const end = prepared.indexOf('--');
+  assert.deepEqual(prepared.slice(end), ['--', '/usr/bin/setsid', '--ctty', '--', PREPARED_SHELL, '-c', PREPARED_SHIM, 'ebp-prepared']);
+  const usual = buildBwrapArgs(hostile, { layout: merged }).args;
+  assert.deepEqual(prepared.slice(0, end), usual.slice(0, usual.indexOf('--')));
+  // An empty command is fine here: the command comes later.
+  assert.doesNotThrow(() => buildBwrapArgs(policy({ command: [] }), { layout: merged, prepared: { prefix: [] } }));
+  // The shim reads its words from FD.command as data (read -d ''), never through eval.
+  assert.match(PREPARED_SHIM, new RegExp(`read -r -d '' word <&${FD.command}`));
+  assert.doesNotMatch(PREPARED_SHIM, /eval/);
 });

@@ -50,6 +50,7 @@ rate_limit = 3
 [share]
 apps = ["org.gnome.gedit", "firefox-esr"]
 deny = ["org.example.Secret"]
+spares = 2
 
 [defaults]
 network = true
@@ -103,7 +104,7 @@ test('every key is read, converted to bytes and milliseconds, with camelCase nam
     ui: { enabled: false, port: 20112, display: ':7' },
     discovery: { enabled: true, interfaces: ['eth0', 'wlp2s0', 'br-lan.10'] },
     approval: { policy: 'trusted-only', timeoutMs: 90_000, rateLimit: 3 },
-    share: { apps: ['org.gnome.gedit', 'firefox-esr'], deny: ['org.example.Secret'] },
+    share: { apps: ['org.gnome.gedit', 'firefox-esr'], deny: ['org.example.Secret'], spares: 2 },
     defaults: { network: true, memoryBytes: 512 * 1024 ** 2, cpus: 1.5, pids: 128, persistentHome: true },
     apps: { 'org.example.App': { network: false, memoryBytes: 2 * 1024 ** 3 }, htop: { cpus: 2 } },
     extraApps: [
@@ -158,6 +159,7 @@ test('bad values name the key path, the value and what is allowed', () => {
   invalid('[share]\napps = "some"', '`share.apps` = "some"', '"all" or a list of app ids');
   invalid('[share]\napps = ["ok", "../etc"]', '`share.apps[1]` = "../etc"', 'an app id');
   invalid('[share]\ndeny = [1]', '`share.deny[0]` = 1', 'an app id');
+  invalid('[share]\nspares = 17', '`share.spares` = 17', 'an integer from 0 to 16');
   invalid('[defaults]\nnetwork = 1', '`defaults.network` = 1', 'true or false');
   invalid('[defaults]\nmemory = "lots"', '`defaults.memory` = "lots"', 'a size');
   invalid('[defaults]\nmemory = "1K"', '`defaults.memory` = "1K"', 'at least 4M');

@@ -341,6 +341,27 @@ export function sandboxProcessesUnder(daemonPid: number): HostProcess[] {
   return descendants(daemonPid).filter((p) => p.uid === uid);
 }
 
+/**
+ * The sandboxes made ahead (sandbox/spares.ts) that wait below a daemon, each as the pids of its
+ * processes: the waiting bash shim and its sandbox-uid ancestors (bwrap's two). A used spare has
+ * no shim left, so it counts as a session's sandbox.
+ */
+export function waitingSpares(daemonPid: number): number[][] {
+  const below = sandboxProcessesUnder(daemonPid);
+  const ours = new Set(below.map((p) => p.pid));
+  return below.filter((p) => p.argv[0] === '/bin/bash' && p.argv[p.argv.length - 1] === 'ebp-prepared').map((shim) => {
+    const group = [shim.pid];
+    for (let current = parentOf(shim.pid); current !== undefined && ours.has(current); current = parentOf(current)) group.push(current);
+    return group;
+  });
+}
+
+/** Processes of the sandbox uid below a daemon that are not part of a waiting spare. */
+export function sessionProcessesUnder(daemonPid: number): HostProcess[] {
+  const spares = new Set(waitingSpares(daemonPid).flat());
+  return sandboxProcessesUnder(daemonPid).filter((p) => !spares.has(p.pid));
+}
+
 export function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
