@@ -81,7 +81,7 @@ export interface HostServices {
   readonly ownFingerprint?: string;
   /** Called when "Always" added a key to the trust store (the web page shows the list live). */
   readonly onTrusted?: () => void;
-  /** Sandboxes made ahead for launches with plain pipes; none = each launch makes its own. */
+  /** Sandboxes made ahead for the next launches; none = each launch makes its own. */
   readonly spares?: SpareSandboxes;
 }
 
@@ -208,33 +208,34 @@ export class LaunchService {
   ): Promise<Session> {
     const engine = this.#host.engine;
     const filesOptions = sftp === undefined ? {} : { sftp };
-    let io: SessionIo = { kind: 'pipes' };
+    // A launch with nothing made for it alone (no files, no display) can run in a spare.
+    const spares = sftp === undefined && display === undefined && request.display === undefined ? this.#host.spares : undefined;
+    const terminal = request.display === undefined ? request.terminal : undefined;
+    const fromSpare = await spares?.start(policy, terminal);
+    let io: SessionIo = fromSpare?.pty === undefined ? { kind: 'pipes' } : { kind: 'terminal', pty: fromSpare.pty };
     let handle: SandboxHandle;
-    let spare = false;
-    if (request.terminal === undefined && request.display === undefined && sftp === undefined && display === undefined && this.#host.spares !== undefined) {
-      // Plain pipes and nothing made for this launch alone: a spare can serve it.
-      const spares = this.#host.spares;
-      const fromSpare = await spares.start(policy);
-      spare = fromSpare !== undefined;
-      handle = fromSpare ?? await startSandbox(policy, { engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
-      let refilled = false;
-      const refill = (): void => {
-        if (refilled) return;
-        refilled = true;
-        spares.refill(policy);
-      };
-      setTimeout(refill, SPARE_REFILL_MS).unref();
-      void handle.exited.then(refill);
-    } else if (request.terminal === undefined || request.display !== undefined) {
+    if (fromSpare !== undefined) {
+      handle = fromSpare.handle;
+    } else if (terminal === undefined) {
       handle = await startSandbox(policy, { engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', ...filesOptions });
     } else {
-      const pty = openPty(request.terminal);
+      const pty = openPty(terminal);
       try {
         handle = await startSandbox(policy, { engine, stdin: pty.slaveFd, stdout: pty.slaveFd, stderr: pty.slaveFd, terminal: true, ...filesOptions });
       } finally {
         pty.closeSlave();
       }
       io = { kind: 'terminal', pty };
+    }
+    if (spares !== undefined) {
+      let refilled = false;
+      const refill = (): void => {
+        if (refilled) return;
+        refilled = true;
+        spares.refill(policy, terminal !== undefined);
+      };
+      setTimeout(refill, SPARE_REFILL_MS).unref();
+      void handle.exited.then(refill);
     }
     const id = handle.id;
     const started = Date.now();
@@ -251,7 +252,7 @@ export class LaunchService {
       await this.#audit(request.peer, app, authorization, exit).catch(() => undefined);
       return exit;
     });
-    return { id, app, handle, io, done, spare };
+    return { id, app, handle, io, done, spare: fromSpare !== undefined };
   }
 
   /** Per-launch X11 display folders; the sandbox user must pass through the state folder. */

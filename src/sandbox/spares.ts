@@ -3,6 +3,7 @@
 // app finds namespaces, mounts, cgroup and seccomp already in place and only hands over its
 // command: most of a launch's set-up leaves the person's wait. Each spare still serves one launch
 // only, and is never reused: every launch runs in a sandbox nobody ran anything in before.
+import { openPty, type Pty, type TerminalSize } from '../lib/pty.js';
 import type { SandboxEngine } from './engine.js';
 import type { SandboxPolicy } from './policy.js';
 import { prepareSandbox, type PreparedSandbox, type SandboxHandle } from './runner.js';
@@ -22,6 +23,8 @@ export const DEFAULT_SPARE_IDLE_MS = 10 * 60 * 1000;
 interface Spare {
   /** The environment it was made with: a launch may only add to it. */
   readonly env: Readonly<Record<string, string>>;
+  /** A terminal spare's pseudo-terminal (the sandbox holds its slave end). */
+  readonly pty: Pty | undefined;
   /** Undefined when it could not be made. */
   readonly prepared: Promise<PreparedSandbox | undefined>;
   timer: NodeJS.Timeout;
@@ -32,8 +35,14 @@ interface Spare {
  * launch hands over. Its limits, mounts, home, network and timeout are the policy's own, so a
  * spare made for one peer's persistent home never serves another peer.
  */
-export function spareKey(policy: SandboxPolicy): string {
-  return JSON.stringify({ ...policy, command: [], env: {} });
+export function spareKey(policy: SandboxPolicy, terminal: boolean): string {
+  return JSON.stringify({ ...policy, command: [], env: {}, terminal });
+}
+
+/** A launch in a spare: its sandbox, and its terminal when it has one. */
+export interface SpareStart {
+  readonly handle: SandboxHandle;
+  readonly pty?: Pty;
 }
 
 export class SpareSandboxes {
@@ -55,12 +64,13 @@ export class SpareSandboxes {
   }
 
   /**
-   * Runs the policy's command in the spare made for it, with pipes for stdin, stdout and stderr;
-   * undefined when there is none (or it cannot serve this launch): start one the usual way then.
-   * A spare still being made is waited for: it is further along than a new one would be.
+   * Runs the policy's command in the spare made for it: with pipes for stdin, stdout and stderr,
+   * or with `terminal`, in a terminal of that size. Undefined when there is none (or it cannot
+   * serve this launch): start one the usual way then. A spare still being made is waited for:
+   * it is further along than a new one would be.
    */
-  async start(policy: SandboxPolicy): Promise<SandboxHandle | undefined> {
-    const key = spareKey(policy);
+  async start(policy: SandboxPolicy, terminal?: TerminalSize): Promise<SpareStart | undefined> {
+    const key = spareKey(policy, terminal !== undefined);
     const spare = this.#spares.get(key);
     if (spare === undefined) return undefined;
     this.#forget(key, spare);
@@ -69,23 +79,26 @@ export class SpareSandboxes {
     // The spare's environment must be part of the launch's: what the launch lacks cannot be taken away.
     const fits = Object.entries(spare.env).every(([name, value]) => policy.env[name] === value);
     if (!fits) {
-      void prepared.discard();
+      void this.#discard(spare, prepared);
       return undefined;
     }
     const added = Object.fromEntries(Object.entries(policy.env).filter(([name, value]) => spare.env[name] !== value));
     try {
-      return prepared.start(policy.command, added);
+      // The app's first look at its terminal finds the person's size.
+      if (terminal !== undefined) spare.pty?.resize(terminal);
+      const handle = prepared.start(policy.command, added);
+      return spare.pty === undefined ? { handle } : { handle, pty: spare.pty };
     } catch {
       // It died while waiting, or a word cannot be passed: the usual path reports that.
-      void prepared.discard();
+      void this.#discard(spare, prepared);
       return undefined;
     }
   }
 
-  /** Makes a spare for this policy in the background, unless one is there already. */
-  refill(policy: SandboxPolicy): void {
+  /** Makes a spare for this policy (with a terminal, or pipes) in the background, unless one is there already. */
+  refill(policy: SandboxPolicy, terminal = false): void {
     if (this.#closed || this.#max === 0) return;
-    const key = spareKey(policy);
+    const key = spareKey(policy, terminal);
     const existing = this.#spares.get(key);
     if (existing !== undefined) {
       // Asked for again: it moves to the back of the eviction order, its idle time starts over.
@@ -98,19 +111,35 @@ export class SpareSandboxes {
       const [oldestKey, oldest] = this.#spares.entries().next().value as [string, Spare];
       this.#drop(oldestKey, oldest);
     }
-    const prepared = prepareSandbox(policy, { engine: this.#engine, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' }).then(
+    let pty: Pty | undefined;
+    let stdio: { stdin: 'pipe' | number; stdout: 'pipe' | number; stderr: 'pipe' | number; terminal?: true } = { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' };
+    try {
+      if (terminal) {
+        pty = openPty();
+        stdio = { stdin: pty.slaveFd, stdout: pty.slaveFd, stderr: pty.slaveFd, terminal: true };
+      }
+    } catch {
+      return;
+    }
+    const made = prepareSandbox(policy, { engine: this.#engine, ...stdio });
+    const prepared = made.then(
       (sandbox) => {
         // Gone before use (killed from outside, say): no longer a spare.
         void sandbox.exited.then(() => {
-          if (this.#spares.get(key)?.prepared === prepared) this.#forget(key, spare);
+          if (this.#spares.get(key)?.prepared === prepared) this.#drop(key, spare);
         });
         return sandbox;
       },
-      () => undefined,
+      () => {
+        pty?.master.destroy();
+        return undefined;
+      },
     );
+    // The sandbox holds the terminal's slave end now; this process keeps the master.
+    void made.finally(() => pty?.closeSlave()).catch(() => undefined);
     const timer = setTimeout(() => { this.#drop(key, spare); }, this.#idleMs);
     timer.unref();
-    const spare: Spare = { env: { ...policy.env }, prepared, timer };
+    const spare: Spare = { env: { ...policy.env }, pty, prepared, timer };
     this.#spares.set(key, spare);
   }
 
@@ -119,7 +148,10 @@ export class SpareSandboxes {
     this.#closed = true;
     const all = [...this.#spares.entries()];
     for (const [key, spare] of all) this.#forget(key, spare);
-    await Promise.all(all.map(async ([, spare]) => { await (await spare.prepared)?.discard(); }));
+    await Promise.all(all.map(async ([, spare]) => {
+      const prepared = await spare.prepared;
+      if (prepared !== undefined) await this.#discard(spare, prepared);
+    }));
   }
 
   #forget(key: string, spare: Spare): void {
@@ -129,6 +161,11 @@ export class SpareSandboxes {
 
   #drop(key: string, spare: Spare): void {
     this.#forget(key, spare);
-    void spare.prepared.then((prepared) => prepared?.discard());
+    void spare.prepared.then((prepared) => (prepared === undefined ? undefined : this.#discard(spare, prepared)));
+  }
+
+  async #discard(spare: Spare, prepared: PreparedSandbox): Promise<void> {
+    await prepared.discard();
+    spare.pty?.master.destroy();
   }
 }

@@ -139,13 +139,13 @@ describe('spares', { skip: SKIP }, () => {
     spares.refill(base);
     assert.equal(spares.size, 1);
     // The first launch leaves a mark in its /tmp; the next must not see it.
-    const first = await spares.start({ ...base, command: ['sh', '-c', 'touch /tmp/mark; echo "$LANG"; ls /tmp'] });
+    const first = (await spares.start({ ...base, command: ['sh', '-c', 'touch /tmp/mark; echo "$LANG"; ls /tmp'] }))?.handle;
     assert.ok(first !== undefined, 'the spare served the launch');
     assert.equal((await output(first)).stdout, 'C.UTF-8\nmark\n');
     assert.equal(spares.size, 0);
     assert.equal(await spares.start(base), undefined, 'a spare serves one launch only');
     spares.refill(base);
-    const second = await spares.start({ ...base, command: ['ls', '-A', '/tmp'] });
+    const second = (await spares.start({ ...base, command: ['ls', '-A', '/tmp'] }))?.handle;
     assert.ok(second !== undefined);
     assert.notEqual(second.id, first.id);
     assert.equal((await output(second)).stdout, '', 'a fresh sandbox: the first launch\'s file is not there');
@@ -159,9 +159,26 @@ describe('spares', { skip: SKIP }, () => {
     assert.equal(await spares.start(policy({ env: {} })), undefined, 'without LANG, the spare (made with it) would hand it over');
     assert.equal(spares.size, 0, 'an unfit spare is dropped');
     spares.refill(base);
-    const handle = await spares.start({ ...base, env: { ...base.env, LC_TIME: 'C.UTF-8' }, command: ['sh', '-c', 'echo "$LANG $LC_TIME"'] });
+    const handle = (await spares.start({ ...base, env: { ...base.env, LC_TIME: 'C.UTF-8' }, command: ['sh', '-c', 'echo "$LANG $LC_TIME"'] }))?.handle;
     assert.ok(handle !== undefined, 'a launch may add to the spare\'s environment');
     assert.equal((await output(handle)).stdout, 'C.UTF-8 C.UTF-8\n');
+  });
+
+  test('a terminal spare serves only a launch with a terminal, which it gets at the person\'s size as its controlling terminal', T, async () => {
+    const base = policy({ env: { LANG: 'C.UTF-8' } });
+    spares.refill(base, true);
+    assert.equal(await spares.start(base), undefined, 'a launch with pipes does not take a terminal spare');
+    spares.refill(base, true);
+    const launch = { ...base, env: { ...base.env, TERM: 'xterm-256color' }, command: ['sh', '-c', 'stty size; echo "$TERM"; test -t 0 && echo tty-in; : < /dev/tty && echo controlling'] };
+    const started = await spares.start(launch, { cols: 101, rows: 33 });
+    assert.ok(started?.pty !== undefined, 'the spare served it, with its terminal');
+    let screen = '';
+    started.pty.master.on('data', (chunk: Buffer) => { screen += chunk.toString(); });
+    const exit = await started.handle.exited;
+    await delay(100);
+    started.pty.master.destroy();
+    assert.equal(exit.code, 0, screen);
+    assert.equal(screen, '33 101\r\nxterm-256color\r\ntty-in\r\ncontrolling\r\n');
   });
 
   test('at most `max` wait; closing removes them all', T, async () => {
