@@ -3,7 +3,9 @@
 // app finds namespaces, mounts, cgroup and seccomp already in place and only hands over its
 // command: most of a launch's set-up leaves the person's wait. Each spare still serves one launch
 // only, and is never reused: every launch runs in a sandbox nobody ran anything in before.
+import { accessSync, constants } from 'node:fs';
 import { openPty, type Pty, type TerminalSize } from '../lib/pty.js';
+import { PREPARED_SHELL } from './bwrap-args.js';
 import type { SandboxEngine } from './engine.js';
 import type { SandboxPolicy } from './policy.js';
 import { prepareSandbox, type PreparedSandbox, type SandboxHandle } from './runner.js';
@@ -55,7 +57,8 @@ export class SpareSandboxes {
 
   constructor(options: SpareOptions) {
     this.#engine = options.engine;
-    this.#max = options.max ?? DEFAULT_MAX_SPARES;
+    // The waiting shim needs bash (Essential on Debian): without it, every launch makes its own.
+    this.#max = hasShell() ? options.max ?? DEFAULT_MAX_SPARES : 0;
     this.#idleMs = options.idleMs ?? DEFAULT_SPARE_IDLE_MS;
   }
 
@@ -167,5 +170,14 @@ export class SpareSandboxes {
   async #discard(spare: Spare, prepared: PreparedSandbox): Promise<void> {
     await prepared.discard();
     spare.pty?.master.destroy();
+  }
+}
+
+function hasShell(): boolean {
+  try {
+    accessSync(PREPARED_SHELL, constants.X_OK);
+    return true;
+  } catch {
+    return false;
   }
 }
