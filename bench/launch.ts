@@ -754,6 +754,11 @@ export async function benchLaunch(options: LaunchOptions): Promise<LaunchResult>
       };
     }
 
+    // Host A makes the next sandbox ahead after each launch (src/sandbox/spares.ts): how many of
+    // the launches so far (warm-ups, both paths) found theirs made.
+    const startedLines = readText(fixture.path('daemon-A.err')).split('\n').filter((line) => line.includes(' session-started '));
+    notes.push(`host A ran ${startedLines.filter((line) => / spare=true/.test(line)).length} of the ${startedLines.length} launches of sets 1 and 2 (warm-ups included, both paths) in a sandbox made ahead (spare)`);
+
     let timeline: Breakdown | undefined;
     try {
       options.log(`launch: where the time goes, ${options.breakdownRuns} in-process launches of each kind`);
