@@ -154,3 +154,21 @@ test('cache files named before bundles had names are removed', () => {
   assert.equal(start(s, ['run']).started, 'compiled');
   assert.deepEqual(readdirSync(s.folder).map((name) => name.replace(/-v\d.*-/, '-')), ['ebp-run.bin']);
 });
+
+test('a library bundle is run once and its exports returned, with a cache kept under the command; a missing one is undefined', () => {
+  const s = setup();
+  const library = join(dirname(s.bundle), 'ebp-lib.cjs');
+  writeFileSync(library, 'process.stdout.write("loaded\\n");\nexports.twice = (word) => `${word} ${word}`;\n');
+  const script = `import { loadBundle } from ${JSON.stringify(LOADER)};
+const lib = loadBundle(${JSON.stringify(library)});
+process.stdout.write(lib.twice('ok') + '\\n');
+process.stdout.write(String(loadBundle(${JSON.stringify(join(dirname(s.bundle), 'none.cjs'))})) + '\\n');`;
+  const load = (): string => spawnSync(process.execPath, ['--input-type=module', '-e', script, '--', 'ebp', '--state-dir', 'x', 'run', 'peer', 'app'], {
+    encoding: 'utf8',
+    env: { ...process.env, XDG_CACHE_HOME: s.cacheHome },
+    timeout: 20_000,
+  }).stdout;
+  assert.equal(load(), 'loaded\nok ok\nundefined\n');
+  assert.deepEqual(readdirSync(s.folder).map((name) => name.replace(/-v\d.*-/, '-')), ['ebp-lib-run.bin']);
+  assert.equal(load(), 'loaded\nok ok\nundefined\n', 'runs from its cache');
+});

@@ -7,6 +7,7 @@ import { callDaemon } from '../../control/client.js';
 import { statSync } from 'node:fs';
 import { flag, listOption, stringOption, type ParsedArgs } from '../args.js';
 import { launchOnPeer, localeEnv, type PeerLaunch } from '../peer-access.js';
+import { launchWithFiles } from '../dial.js';
 import type { RemoteProcess } from '../../transport/remote-process.js';
 import type { LocalDisplay } from '../../display/x11-local.js';
 
@@ -131,7 +132,7 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
   let launch: PeerLaunch;
   if (shares.length > 0 || files.length > 0 || rest.some(isLocalFile)) {
     const x11 = await display;
-    launch = await (await import('../files-launch.js')).launchWithFiles(paths, { ...spec, shares, files, ...(x11 === undefined ? {} : { x11 }) });
+    launch = await launchWithFiles(paths, { ...spec, shares, files, ...(x11 === undefined ? {} : { x11 }) });
   } else {
     launch = await launchOnPeer(paths, spec, display);
   }
