@@ -4,6 +4,7 @@
 // process.stdin and process.stdout are streams Node makes on first use, a millisecond or more
 // (stdin from a file or /dev/null loads the whole of fs's streams): when the local daemon took
 // the descriptors, a launch never touches them. isatty() asks the descriptor instead.
+import type { Readable } from 'node:stream';
 import { isatty } from 'node:tty';
 import type { StdioTaken } from '../control/caller-stdio.js';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
@@ -51,18 +52,21 @@ export async function attach(remote: RemoteProcess, options: AttachOptions): Pro
   try {
     const exit = await remote.exit;
     // The status can overtake the last output still queued behind a slow reader: let the
-    // output streams end first (as the daemon's relay does), but never wait long.
-    const outputs = [taken?.stdout === true ? undefined : remote.stdout, taken?.stderr === true ? undefined : remote.stderr];
-    await Promise.race([
-      Promise.all(outputs.map(async (stream) => {
-        if (stream === undefined || stream.readableEnded || stream.destroyed) return;
-        await new Promise<void>((resolve) => {
-          stream.once('end', resolve);
-          stream.once('close', resolve);
-        });
-      })),
-      new Promise((resolve) => setTimeout(resolve, 1000).unref()),
-    ]);
+    // output streams end first (as the daemon's relay does), but never wait long. Nothing to
+    // wait for (the daemon writes the output itself, or it has all come): no timer either.
+    const outputs = [taken?.stdout === true ? undefined : remote.stdout, taken?.stderr === true ? undefined : remote.stderr]
+      .filter((stream): stream is Readable => stream !== undefined && !stream.readableEnded && !stream.destroyed);
+    if (outputs.length > 0) {
+      await Promise.race([
+        Promise.all(outputs.map(async (stream) => {
+          await new Promise<void>((resolve) => {
+            stream.once('end', resolve);
+            stream.once('close', resolve);
+          });
+        })),
+        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+      ]);
+    }
     return { status: exitStatus(exit), exit };
   } finally {
     for (const cleanup of cleanups.reverse()) cleanup();
