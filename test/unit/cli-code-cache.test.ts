@@ -155,10 +155,12 @@ test('cache files named before bundles had names are removed', () => {
   assert.deepEqual(readdirSync(s.folder).map((name) => name.replace(/-v\d.*-/, '-')), ['ebp-run.bin']);
 });
 
-test('a library bundle is run once and its exports returned, with a cache kept under the command; a missing one is undefined', () => {
+test('a library bundle is run once and its exports returned (its require() loads files next to it), with a cache kept under the command; a missing one is undefined', () => {
   const s = setup();
   const library = join(dirname(s.bundle), 'ebp-lib.cjs');
-  writeFileSync(library, 'process.stdout.write("loaded\\n");\nexports.twice = (word) => `${word} ${word}`;\n');
+  // A module of its own next to it, as the native bindings are: loaded by a real require().
+  writeFileSync(join(dirname(s.bundle), 'twice.cjs'), 'module.exports = (word) => `${word} ${word}`;\n');
+  writeFileSync(library, 'process.stdout.write("loaded\\n");\nexports.twice = require("./twice.cjs");\n');
   const script = `import { loadBundle } from ${JSON.stringify(LOADER)};
 const lib = loadBundle(${JSON.stringify(library)});
 process.stdout.write(lib.twice('ok') + '\\n');
