@@ -155,7 +155,8 @@ async function runOnPeer(context: CommandContext, hooks: RunHooks = {}): Promise
 function isLocalFile(arg: string): boolean {
   if (arg === '' || arg.startsWith('-')) return false;
   try {
-    return statSync(arg).isFile();
+    // No such file is the usual answer: without the exception Node would make for it.
+    return statSync(arg, { throwIfNoEntry: false })?.isFile() === true;
   } catch {
     return false;
   }
