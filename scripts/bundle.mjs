@@ -83,28 +83,59 @@ const cliBundle = {
 await buildInPlace({ ...cliBundle, outfile: join(root, 'dist', 'ebp.cjs'), plugins: [paddingPool] });
 
 /**
- * `ebp sandbox` has a bundle of its own (cli/code-cache.ts picks it): the command table with only
- * the sandbox command behind it. Every other command module becomes a stub that says it is not
- * there, so that the bundle holds neither the SSH library nor the daemon.
+ * `ebp sandbox` and `ebp run` have a bundle of their own each (cli/code-cache.ts picks it): the
+ * command table with only that command behind it. Every other command module becomes a stub that
+ * says it is not there, so that the bundle holds neither the SSH library nor the daemon.
  */
-const SANDBOX_COMMAND = './commands/sandbox.js';
-const onlySandbox = {
-  name: 'only-the-sandbox-command',
+function onlyCommand(name, outfile) {
+  const kept = `./commands/${name}.js`;
+  return {
+    name: `only-the-${name}-command`,
+    setup(build) {
+      build.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (args) => (
+        args.path === kept || !args.importer.endsWith(join('cli', 'main.js')) ? undefined : { path: args.path, namespace: 'not-in-this-bundle' }
+      ));
+      build.onLoad({ filter: /.*/, namespace: 'not-in-this-bundle' }, (args) => ({
+        contents: `throw new Error(${JSON.stringify(`${args.path} is not in the ${name} command's bundle (dist/${outfile})`)});`,
+        loader: 'js',
+      }));
+    },
+  };
+}
+
+await buildInPlace({
+  ...cliBundle,
+  outfile: join(root, 'dist', 'ebp-sandbox.cjs'),
+  plugins: [onlyCommand('sandbox', 'ebp-sandbox.cjs')],
+});
+
+/**
+ * What `ebp run` does with the SSH library (cli/dial.ts: dialling the peer from this process when
+ * no daemon runs, or to serve files) is a bundle of its own, loaded by the run command's bundle
+ * when needed. Made before that bundle: a bundle newer than the modules means both are there.
+ */
+await buildInPlace({
+  ...cliBundle,
+  entryPoints: [join(root, 'dist', 'src', 'cli', 'dial.js')],
+  outfile: join(root, 'dist', 'ebp-dial.cjs'),
+  plugins: [paddingPool],
+});
+
+/** In the run command's bundle, cli/dial.js is cli/dial-apart.js: it loads dist/ebp-dial.cjs. */
+const dialApart = {
+  name: 'dial-apart',
   setup(build) {
-    build.onResolve({ filter: /^\.\/commands\/[a-z-]+\.js$/ }, (args) => (
-      args.path === SANDBOX_COMMAND || !args.importer.endsWith(join('cli', 'main.js')) ? undefined : { path: args.path, namespace: 'not-in-this-bundle' }
+    const dial = join(root, 'dist', 'src', 'cli', 'dial.js');
+    build.onResolve({ filter: /(^|\/)dial\.js$/ }, (args) => (
+      join(args.resolveDir, args.path) === dial ? { path: join(dirname(dial), 'dial-apart.js') } : undefined
     ));
-    build.onLoad({ filter: /.*/, namespace: 'not-in-this-bundle' }, (args) => ({
-      contents: `throw new Error(${JSON.stringify(`${args.path} is not in the sandbox command's bundle (dist/ebp-sandbox.cjs)`)});`,
-      loader: 'js',
-    }));
   },
 };
 
 await buildInPlace({
   ...cliBundle,
-  outfile: join(root, 'dist', 'ebp-sandbox.cjs'),
-  plugins: [onlySandbox],
+  outfile: join(root, 'dist', 'ebp-run.cjs'),
+  plugins: [onlyCommand('run', 'ebp-run.cjs'), dialApart],
 });
 
 // bin/ebp is CommonJS (an ES module entry costs every command the start of Node's ES module

@@ -1,10 +1,16 @@
 // Connects the person's terminal or pipes to a process on a peer: raw mode and resizes for a
 // terminal, signals forwarded, the terminal restored however the session ends.
+//
+// process.stdin and process.stdout are streams Node makes on first use, a millisecond or more
+// (stdin from a file or /dev/null loads the whole of fs's streams): when the local daemon took
+// the descriptors, a launch never touches them. isatty() asks the descriptor instead.
+import type { Readable } from 'node:stream';
+import { isatty } from 'node:tty';
 import type { StdioTaken } from '../control/caller-stdio.js';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
 
 export function localTerminal(): { term: string; cols: number; rows: number } | undefined {
-  if (!process.stdin.isTTY || !process.stdout.isTTY) return undefined;
+  if (!isatty(0) || !isatty(1)) return undefined;
   return { term: process.env['TERM'] ?? 'xterm-256color', cols: process.stdout.columns, rows: process.stdout.rows };
 }
 
@@ -17,10 +23,10 @@ export interface AttachOptions {
 }
 
 export async function attach(remote: RemoteProcess, options: AttachOptions): Promise<{ status: number; exit: RemoteExit }> {
-  const { stdin, stdout } = process;
   const taken = options.taken;
   const cleanups: (() => void)[] = [];
-  if (options.terminal && stdin.isTTY) {
+  if (options.terminal && isatty(0)) {
+    const { stdin, stdout } = process;
     stdin.setRawMode(true);
     // Loaded only for terminals: a launch with pipes should not pay for child_process.
     const { spawnSync } = await import('node:child_process');
@@ -40,30 +46,33 @@ export async function attach(remote: RemoteProcess, options: AttachOptions): Pro
     process.on(signal, listener);
     cleanups.push(() => process.off(signal, listener));
   }
-  if (taken?.stdin !== true) stdin.pipe(remote.stdin);
-  if (taken?.stdout !== true) remote.stdout.pipe(stdout, { end: false });
+  if (taken?.stdin !== true) process.stdin.pipe(remote.stdin);
+  if (taken?.stdout !== true) remote.stdout.pipe(process.stdout, { end: false });
   if (taken?.stderr !== true) remote.stderr.pipe(process.stderr, { end: false });
   try {
     const exit = await remote.exit;
     // The status can overtake the last output still queued behind a slow reader: let the
-    // output streams end first (as the daemon's relay does), but never wait long.
-    const outputs = [taken?.stdout === true ? undefined : remote.stdout, taken?.stderr === true ? undefined : remote.stderr];
-    await Promise.race([
-      Promise.all(outputs.map(async (stream) => {
-        if (stream === undefined || stream.readableEnded || stream.destroyed) return;
-        await new Promise<void>((resolve) => {
-          stream.once('end', resolve);
-          stream.once('close', resolve);
-        });
-      })),
-      new Promise((resolve) => setTimeout(resolve, 1000).unref()),
-    ]);
+    // output streams end first (as the daemon's relay does), but never wait long. Nothing to
+    // wait for (the daemon writes the output itself, or it has all come): no timer either.
+    const outputs = [taken?.stdout === true ? undefined : remote.stdout, taken?.stderr === true ? undefined : remote.stderr]
+      .filter((stream): stream is Readable => stream !== undefined && !stream.readableEnded && !stream.destroyed);
+    if (outputs.length > 0) {
+      await Promise.race([
+        Promise.all(outputs.map(async (stream) => {
+          await new Promise<void>((resolve) => {
+            stream.once('end', resolve);
+            stream.once('close', resolve);
+          });
+        })),
+        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
+      ]);
+    }
     return { status: exitStatus(exit), exit };
   } finally {
     for (const cleanup of cleanups.reverse()) cleanup();
     if (taken?.stdin !== true) {
-      stdin.unpipe(remote.stdin);
-      stdin.pause();
+      process.stdin.unpipe(remote.stdin);
+      process.stdin.pause();
     }
   }
 }

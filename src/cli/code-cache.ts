@@ -7,12 +7,10 @@
 // A command writes its cache when there is none (or V8 rejected it: another Node, another
 // bundle) and the command succeeded, so the cache holds what a working run compiled.
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 
-type ModuleFunction = (exports: object, require: NodeJS.Require, module: { exports: object }, filename: string, dirname: string) => void;
+type ModuleFunction = (exports: object, require: (id: string) => unknown, module: { exports: object }, filename: string, dirname: string) => void;
 
 /**
  * How the bundle was started: not at all (missing, older than the modules, or a command that
@@ -30,9 +28,11 @@ const FROM_MODULES = new Set(['demo']);
 /**
  * Commands with a bundle of their own next to the whole CLI's (scripts/bundle.mjs): what they
  * load and nothing else. A one-shot sandbox should not read, decode and deserialize the SSH
- * library and the daemon (a sixth of the bundle is its own, about 5 ms of every start).
+ * library and the daemon (a sixth of the bundle is its own, about 5 ms of every start); nor
+ * should a launch through the local daemon (`run`: its bundle loads the SSH part, a bundle of
+ * its own, only when it dials a peer itself: cli/dial-apart.ts).
  */
-const OWN_BUNDLES: ReadonlyMap<string, string> = new Map([['sandbox', 'ebp-sandbox.cjs']]);
+const OWN_BUNDLES: ReadonlyMap<string, string> = new Map([['sandbox', 'ebp-sandbox.cjs'], ['run', 'ebp-run.cjs']]);
 
 /**
  * Runs the bundle if there is one and it is at least as new as `newest` (the compiled modules it
@@ -44,13 +44,25 @@ export function runBundle(bundle: string, newest: string, argv: readonly string[
   if (FROM_MODULES.has(command)) return 'modules';
   const own = OWN_BUNDLES.get(command);
   if (own !== undefined) {
-    const started = startBundle(join(dirname(bundle), own), newest, command);
+    const { started } = startBundle(join(dirname(bundle), own), newest, command);
     if (started !== 'missing' && started !== 'stale') return started;
   }
-  return startBundle(bundle, newest, command);
+  return startBundle(bundle, newest, command).started;
 }
 
-function startBundle(bundle: string, newest: string, command: string): BundleStart {
+/**
+ * Runs a bundle that is a library (cli/dial-apart.ts loads one) and returns its exports, or
+ * undefined when it is missing. Its code cache is kept like a command's bundle's, under the
+ * command that loads it. Not checked against the modules: it comes from the same build as the
+ * bundle that loads it, which was.
+ */
+export function loadBundle(bundle: string): unknown {
+  const { started, exports } = startBundle(bundle, undefined, commandOf(process.argv.slice(2)));
+  return started === 'missing' ? undefined : exports;
+}
+
+/** `newest`: the bundle is 'stale' when older than that file; undefined: not checked. */
+function startBundle(bundle: string, newest: string | undefined, command: string): { started: BundleStart; exports?: unknown } {
   let source: string;
   // Cache files: NAME-NODE_VERSION-SIZE-MTIME-COMMAND.bin, NAME the bundle's file name.
   const bundleName = basename(bundle, '.cjs');
@@ -59,7 +71,7 @@ function startBundle(bundle: string, newest: string, command: string): BundleSta
     const fd = openSync(bundle, 'r');
     try {
       const stats = fstatSync(fd);
-      if (stats.mtimeMs < statSync(newest).mtimeMs) return 'stale';
+      if (newest !== undefined && stats.mtimeMs < statSync(newest).mtimeMs) return { started: 'stale' };
       bundleKey = `${bundleName}-${process.version}-${stats.size.toString(36)}-${Math.floor(stats.mtimeMs).toString(36)}`;
       // The bundle is ASCII (scripts/bundle.mjs): read as one-byte text, no UTF-8 decoding.
       source = readFileSync(fd, 'latin1');
@@ -67,7 +79,7 @@ function startBundle(bundle: string, newest: string, command: string): BundleSta
       closeSync(fd);
     }
   } catch {
-    return 'missing';
+    return { started: 'missing' };
   }
   const folder = cacheFolder();
   const file = folder === undefined ? undefined : join(folder, `${bundleKey}-${command}.bin`);
@@ -90,9 +102,20 @@ function startBundle(bundle: string, newest: string, command: string): BundleSta
   }
   const run = script.runInThisContext() as ModuleFunction;
   const module = { exports: {} };
-  run.call(module.exports, module.exports, createRequire(bundle), module, bundle, dirname(bundle));
-  if (file === undefined) return 'no-cache';
-  return cached === undefined ? 'compiled' : script.cachedDataRejected === true ? 'rejected' : 'cached';
+  run.call(module.exports, module.exports, bundleRequire(bundle), module, bundle, dirname(bundle));
+  const started = file === undefined ? 'no-cache' : cached === undefined ? 'compiled' : script.cachedDataRejected === true ? 'rejected' : 'cached';
+  return { started, exports: module.exports };
+}
+
+/**
+ * The bundle's require(). What the bundle leaves outside is mostly Node's own modules, which
+ * process.getBuiltinModule() hands out without a module loader; a real require() (node:module's
+ * createRequire, itself a fifth of a millisecond to load) is made only for the rest: koffi, the
+ * native bindings next to the bundle.
+ */
+function bundleRequire(bundle: string): (id: string) => unknown {
+  let outside: NodeJS.Require | undefined;
+  return (id: string): unknown => process.getBuiltinModule(id) ?? (outside ??= process.getBuiltinModule('node:module').createRequire(bundle))(id);
 }
 
 /** The command's name as a file-name part: the first word that is not an option. */
@@ -109,7 +132,8 @@ function commandOf(argv: readonly string[]): string {
 /** The cache folder if it is (or can be made) this user's own, closed to others; else none. */
 function cacheFolder(): string | undefined {
   try {
-    const base = process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache');
+    // os.homedir() is $HOME when set: node:os is loaded (a fifth of a millisecond) only without it.
+    const base = process.env['XDG_CACHE_HOME'] ?? join(process.env['HOME'] ?? process.getBuiltinModule('node:os').homedir(), '.cache');
     const folder = join(base, 'ebp', 'code');
     mkdirSync(folder, { recursive: true, mode: 0o700 });
     const stats = lstatSync(folder);

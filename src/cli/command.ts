@@ -41,7 +41,13 @@ export function contextFor(args: ParsedArgs): CommandContext {
     args,
     json: args.values['json'] === true,
     paths: statePaths({ stateDir: stringOption(args, 'state-dir') }),
-    stdout: process.stdout,
-    stderr: process.stderr,
+    // Node makes these streams on first use (part of a millisecond each): a command that
+    // writes nothing (a launch whose output the local daemon writes itself) never does.
+    get stdout() {
+      return process.stdout;
+    },
+    get stderr() {
+      return process.stderr;
+    },
   };
 }

@@ -17,15 +17,16 @@ interface CommandEntry {
   readonly load: () => Promise<Command>;
   /**
    * Nothing of the command is left running once it returns (`sandbox` has removed its cgroup and
-   * restored the terminal): the process may exit at once instead of tearing its heap down, a
-   * few milliseconds of every one-shot sandbox.
+   * restored the terminal; `run` has the app's exit status, has restored the terminal and closed
+   * its connection): the process may exit at once instead of tearing its heap down, a few
+   * milliseconds of every one-shot sandbox or launch.
    */
   readonly exitAtOnce?: true;
 }
 
 const COMMANDS: readonly CommandEntry[] = [
   { name: 'up', summary: 'run the daemon: share this machine\'s apps with peers', load: async () => (await import('./commands/up.js')).upCommand },
-  { name: 'run', summary: 'run an app on a peer, here in this terminal', load: async () => (await import('./commands/run.js')).runCommand },
+  { name: 'run', summary: 'run an app on a peer, here in this terminal', load: async () => (await import('./commands/run.js')).runCommand, exitAtOnce: true },
   { name: 'install', summary: 'add a launcher for an app on a peer to this computer\'s menu', load: async () => (await import('./commands/launchers.js')).installCommand },
   { name: 'uninstall', summary: 'remove a launcher that `ebp install` added', load: async () => (await import('./commands/launchers.js')).uninstallCommand },
   { name: 'installed', summary: 'list the launchers `ebp install` added', load: async () => (await import('./commands/launchers.js')).installedCommand },

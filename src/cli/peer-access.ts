@@ -4,6 +4,7 @@ import type { StatePaths } from '../config/paths.js';
 import { callDaemon, connectControl, controlSocketPath, readAnswer, throwIfError } from '../control/client.js';
 import type { StdioTaken } from '../control/caller-stdio.js';
 import { framedProcess } from '../control/frames.js';
+import { launchDirect, queryDirect } from './dial.js';
 import type { LocalDisplay } from '../display/x11-local.js';
 import { EbpError } from '../lib/errors.js';
 import type { RemoteProcess } from '../transport/remote-process.js';
@@ -67,8 +68,7 @@ export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec, display?
     };
   }
   // No local daemon: this process dials the peer itself (loaded only now: it is the slow path).
-  const direct = await import('./peer-direct.js');
-  return direct.launchDirect(paths, spec, display);
+  return launchDirect(paths, spec, display);
 }
 
 /** A query (ebp:apps) to a peer, through the daemon when it runs. */
@@ -78,6 +78,5 @@ export async function queryPeer(paths: StatePaths, peer: string, query: string):
   } catch (error) {
     if (!(error instanceof EbpError) || error.code !== 'DAEMON_NOT_RUNNING') throw error;
   }
-  const direct = await import('./peer-direct.js');
-  return direct.queryDirect(paths, peer, query);
+  return queryDirect(paths, peer, query);
 }

@@ -82,7 +82,14 @@ export function framedProcess(socket: Socket, leftover: Buffer): RemoteProcess {
       for (const { type, payload } of frames) {
         if (type === Frame.stdout && !stdout.push(payload)) socket.pause();
         else if (type === Frame.stderr && !stderr.push(payload)) socket.pause();
-        else if (type === Frame.exit) result = JSON.parse(payload.toString()) as RemoteExit;
+        else if (type === Frame.exit) {
+          // The daemon's last frame (it ends the socket with it): the launch is over now, not
+          // only once the socket's close has come round the event loop.
+          result = JSON.parse(payload.toString()) as RemoteExit;
+          stdout.push(null);
+          stderr.push(null);
+          resolve(result);
+        }
       }
     };
     socket.on('data', onData);

@@ -1,10 +1,12 @@
 // scripts/bundle.mjs while ebp runs: a rebuild (`npm start` or `npm run build` again, an update)
 // must not pull the native code out from under a running daemon. The bundle's native bindings
 // are files next to it that the daemon has mapped; written over in place, the daemon crashed
-// with SIGSEGV at its next SSH packet.
+// with SIGSEGV at its next SSH packet. And the run command's own bundle: without the SSH library,
+// which it loads from a bundle of its own when a launch dials the peer itself.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
@@ -50,4 +52,30 @@ test('rebuilding the bundle leaves the native code of a running ebp intact', { t
   assert.deepEqual({ code, signal, out }, { code: 0, signal: null, out: 'loaded\nsame\n' });
   // Replaced by a new file, not written into the one in use.
   assert.notEqual(statSync(binding).ino, before);
+});
+
+test('the run command\'s bundle holds no SSH library; it loads the dial bundle, which does, to run without a daemon', () => {
+  // A string of ssh2's own (its cipher list), in the bundles that hold the library.
+  const ssh2 = 'chacha20-poly1305@openssh.com';
+  assert.ok(readFileSync(join(dist, 'ebp.cjs'), 'latin1').includes(ssh2), 'the marker is ssh2\'s');
+  assert.ok(readFileSync(join(dist, 'ebp-dial.cjs'), 'latin1').includes(ssh2));
+  const lean = readFileSync(join(dist, 'ebp-run.cjs'), 'latin1');
+  assert.ok(!lean.includes(ssh2), 'no ssh2 in dist/ebp-run.cjs');
+  assert.ok(lean.length < 100_000, `dist/ebp-run.cjs is lean (${lean.length} bytes)`);
+
+  // No daemon in this state folder, a port where nothing listens: the launch dials the peer
+  // itself through dist/ebp-dial.cjs, and its error is a user's error (status 255, a hint), not
+  // an internal one: EbpError crossed from one bundle to the other.
+  const scratch = mkdtempSync(join(tmpdir(), 'ebp-run-bundle-'));
+  try {
+    const run = spawnSync(process.execPath, [join(root, 'bin', 'ebp'), '--state-dir', join(scratch, 'state'), 'run', '127.0.0.1:1', 'true'], {
+      encoding: 'utf8',
+      env: { ...process.env, XDG_CACHE_HOME: join(scratch, 'cache'), EBP_DEBUG: '1' },
+      timeout: 30_000,
+    });
+    assert.equal(run.stderr, 'ebp: cannot reach 127.0.0.1:1: connection refused (is `ebp up` running there?)\n');
+    assert.equal(run.status, 255);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
 });

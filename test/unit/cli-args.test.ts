@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { parseArgs } from '../../src/cli/args.js';
+import { exitsAtOnce } from '../../src/cli/main.js';
 import { EbpError } from '../../src/lib/errors.js';
 
 const specs = {
@@ -63,4 +64,11 @@ test('a copy of ebp that is not built says so and how to build it, and exits 1',
   } finally {
     rmSync(copy, { recursive: true, force: true });
   }
+});
+
+test('one-shot commands (sandbox, run) exit as soon as they return; the others let Node end', () => {
+  assert.equal(exitsAtOnce(['--state-dir', 'x', 'run', 'peer', 'app', 'up']), true);
+  assert.equal(exitsAtOnce(['sandbox', '--', 'true']), true);
+  assert.equal(exitsAtOnce(['up']), false);
+  assert.equal(exitsAtOnce(['apps', 'run']), false);
 });

@@ -154,3 +154,23 @@ test('cache files named before bundles had names are removed', () => {
   assert.equal(start(s, ['run']).started, 'compiled');
   assert.deepEqual(readdirSync(s.folder).map((name) => name.replace(/-v\d.*-/, '-')), ['ebp-run.bin']);
 });
+
+test('a library bundle is run once and its exports returned (its require() loads files next to it), with a cache kept under the command; a missing one is undefined', () => {
+  const s = setup();
+  const library = join(dirname(s.bundle), 'ebp-lib.cjs');
+  // A module of its own next to it, as the native bindings are: loaded by a real require().
+  writeFileSync(join(dirname(s.bundle), 'twice.cjs'), 'module.exports = (word) => `${word} ${word}`;\n');
+  writeFileSync(library, 'process.stdout.write("loaded\\n");\nexports.twice = require("./twice.cjs");\n');
+  const script = `import { loadBundle } from ${JSON.stringify(LOADER)};
+const lib = loadBundle(${JSON.stringify(library)});
+process.stdout.write(lib.twice('ok') + '\\n');
+process.stdout.write(String(loadBundle(${JSON.stringify(join(dirname(s.bundle), 'none.cjs'))})) + '\\n');`;
+  const load = (): string => spawnSync(process.execPath, ['--input-type=module', '-e', script, '--', 'ebp', '--state-dir', 'x', 'run', 'peer', 'app'], {
+    encoding: 'utf8',
+    env: { ...process.env, XDG_CACHE_HOME: s.cacheHome },
+    timeout: 20_000,
+  }).stdout;
+  assert.equal(load(), 'loaded\nok ok\nundefined\n');
+  assert.deepEqual(readdirSync(s.folder).map((name) => name.replace(/-v\d.*-/, '-')), ['ebp-lib-run.bin']);
+  assert.equal(load(), 'loaded\nok ok\nundefined\n', 'runs from its cache');
+});

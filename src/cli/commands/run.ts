@@ -5,18 +5,20 @@ import { join } from 'node:path';
 import type { Command, CommandContext } from '../command.js';
 import { callDaemon } from '../../control/client.js';
 import { statSync } from 'node:fs';
-import { flag, listOption, stringOption, type ParsedArgs } from '../args.js';
+import { flag, listOption, stringOption } from '../args.js';
 import { launchOnPeer, localeEnv, type PeerLaunch } from '../peer-access.js';
+import { launchWithFiles } from '../dial.js';
 import type { RemoteProcess } from '../../transport/remote-process.js';
 import type { LocalDisplay } from '../../display/x11-local.js';
 
 /** The display to forward, with its cookie made; undefined without DISPLAY or with --no-x11. */
-async function x11For(args: ParsedArgs, stderr: NodeJS.WriteStream): Promise<LocalDisplay | undefined> {
+async function x11For(context: CommandContext): Promise<LocalDisplay | undefined> {
+  const { args } = context;
   const display = process.env['DISPLAY'];
   if (flag(args, 'no-x11') || display === undefined || display === '') return undefined;
   const trusted = flag(args, 'trusted-x11');
   if (trusted) {
-    stderr.write('ebp: warning: --trusted-x11 gives the app full access to your display: it can read the whole screen and every window, log your keystrokes, and type or click into your other windows\n');
+    context.stderr.write('ebp: warning: --trusted-x11 gives the app full access to your display: it can read the whole screen and every window, log your keystrokes, and type or click into your other windows\n');
   }
   // Loaded only when there is a display: a launch without windows does not pay for it.
   const { prepareLocalDisplay } = await import('../../display/x11-local.js');
@@ -25,7 +27,7 @@ async function x11For(args: ParsedArgs, stderr: NodeJS.WriteStream): Promise<Loc
   } catch (error) {
     // Like ssh -X: a display that cannot be used must not stop a terminal app from running.
     if (!(error instanceof EbpError) || error.code !== 'DISPLAY_UNAVAILABLE') throw error;
-    stderr.write(`ebp: warning: ${error.message.replace(/\.$/, '')}; running without windows (--no-x11 skips this)\n`);
+    context.stderr.write(`ebp: warning: ${error.message.replace(/\.$/, '')}; running without windows (--no-x11 skips this)\n`);
     return undefined;
   }
 }
@@ -105,7 +107,9 @@ interface RunHooks {
   readonly onBroken?: (message: string) => Promise<void>;
 }
 
-async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHooks = {}): Promise<number> {
+async function runOnPeer(context: CommandContext, hooks: RunHooks = {}): Promise<number> {
+  // context.stderr is used only when there is something to say (see contextFor).
+  const { args, paths } = context;
   let peer: string | undefined;
   let app: string | undefined;
   let rest: string[];
@@ -114,14 +118,14 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
     if (app === undefined) throw new EbpError('USAGE', 'ebp run --any needs an APP');
     const picked = (await callDaemon(paths.runtimeDir, 'pick', { app })) as { peer: string; name: string };
     peer = picked.peer;
-    stderr.write(`ebp: running ${app} on ${picked.name}\n`);
+    context.stderr.write(`ebp: running ${app} on ${picked.name}\n`);
   } else {
     [peer, app, ...rest] = args.operands;
   }
   if (peer === undefined || app === undefined) throw new EbpError('USAGE', 'ebp run needs a PEER and an APP', { hint: 'ebp run PEER APP [ARGS...]; see the peers with `ebp peers` and their apps with `ebp apps PEER`' });
   const pty = localTerminal();
   // The display's cookie is made while the connection is opened (xauth is a process of its own).
-  const display = x11For(args, stderr);
+  const display = x11For(context);
   const address = stringOption(args, 'address');
   const shares = listOption(args, 'share');
   const files = listOption(args, 'file');
@@ -131,7 +135,7 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
   let launch: PeerLaunch;
   if (shares.length > 0 || files.length > 0 || rest.some(isLocalFile)) {
     const x11 = await display;
-    launch = await (await import('../files-launch.js')).launchWithFiles(paths, { ...spec, shares, files, ...(x11 === undefined ? {} : { x11 }) });
+    launch = await launchWithFiles(paths, { ...spec, shares, files, ...(x11 === undefined ? {} : { x11 }) });
   } else {
     launch = await launchOnPeer(paths, spec, display);
   }
@@ -139,7 +143,7 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
   try {
     const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined, ...(launch.taken === undefined ? {} : { taken: launch.taken }) });
     if (exit.kind === 'broken') {
-      stderr.write(`ebp: ${exit.message}\n`);
+      context.stderr.write(`ebp: ${exit.message}\n`);
       await hooks.onBroken?.(exit.message);
     }
     return status;
@@ -151,7 +155,8 @@ async function runOnPeer({ args, paths, stderr }: CommandContext, hooks: RunHook
 function isLocalFile(arg: string): boolean {
   if (arg === '' || arg.startsWith('-')) return false;
   try {
-    return statSync(arg).isFile();
+    // No such file is the usual answer: without the exception Node would make for it.
+    return statSync(arg, { throwIfNoEntry: false })?.isFile() === true;
   } catch {
     return false;
   }
