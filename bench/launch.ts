@@ -637,6 +637,9 @@ async function finish(launch: PeerLaunch): Promise<void> {
 }
 
 /** In-process warm, ping and cold launches, interleaved, so that their costs can be told apart. */
+/** Between two launches of the breakdown: about one Node start-up, as between two CLI runs. */
+const SPARE_PAUSE_MS = 50;
+
 async function breakdown(fixture: Fixture, runs: number): Promise<Breakdown> {
   const warmPaths = statePaths({ stateDir: fixture.path('B') });
   const coldPaths = statePaths({ stateDir: fixture.path('B2') });
@@ -645,6 +648,10 @@ async function breakdown(fixture: Fixture, runs: number): Promise<Breakdown> {
   const samples = { warmAnswer: [] as number[], warmTotal: [] as number[], warmPing: [] as number[], coldConnect: [] as number[], coldExecToExit: [] as number[] };
   for (let index = -3; index < runs; index += 1) {
     const record = index >= 0;
+    // Host A makes the next launch's sandbox after each launch (src/sandbox/spares.ts), in about
+    // 15 ms. Launches back to back from one process would time that making; between two CLI
+    // runs there is a Node start-up (about 50 ms). This pause stands for it, for both paths.
+    await delay(SPARE_PAUSE_MS);
     let began = performance.now();
     const warm = await launchOnPeer(warmPaths, spec);
     const answered = performance.now();
@@ -664,6 +671,7 @@ async function breakdown(fixture: Fixture, runs: number): Promise<Breakdown> {
       // confirmation, before the client's listeners are on the channel. Counted, not fatal.
       pingFailures.push(error instanceof Error ? error.message : String(error));
     }
+    await delay(SPARE_PAUSE_MS);
     began = performance.now();
     const cold = await launchDirect(coldPaths, spec);
     const connected = performance.now();
@@ -885,7 +893,7 @@ export function launchDetail(result: LaunchResult): string {
   const node = result.commands.find((command) => command.name === NAMES.node)?.ms;
   const split = result.breakdown;
   if (split !== undefined) {
-    lines.push(`Where the launch time goes: ebp's client code called in this process (no CLI start-up), ${split.runs} runs of each, interleaved (medians / p90):`);
+    lines.push(`Where the launch time goes: ebp's client code called in this process (no CLI start-up), ${split.runs} runs of each, interleaved, ${SPARE_PAUSE_MS} ms apart (medians / p90):`);
     lines.push('');
     lines.push('| step | median | p90 |');
     lines.push('|---|---|---|');
