@@ -5,7 +5,7 @@
 // PARTS: a comma list of spawn, cli, memory, cold, launch, x11, files; `sandbox` is the first four;
 // `pool` and `web` (bench/pool.ts, bench/web.ts) run on their own.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -294,6 +294,14 @@ async function main(): Promise<void> {
   const began = performance.now();
   const wants = (part: Part): boolean => options.parts.has(part);
   if (options.parts.size === 0) return; // --only pool: bench/pool.ts below does all
+  // bin/ebp runs the modules, not the bundles, when a bundle is older than them (a `tsc` after
+  // the last `node scripts/bundle.mjs`): a bench would then time a start that no build ships.
+  const newest = statSync(join(ROOT, 'dist', 'src', 'cli', 'main.js')).mtimeMs;
+  if (['ebp.cjs', 'ebp-run.cjs', 'ebp-sandbox.cjs'].some((name) => (statSync(join(ROOT, 'dist', name), { throwIfNoEntry: false })?.mtimeMs ?? 0) < newest)) {
+    process.stderr.write('bench: the bundles are older than the compiled modules: rebuilding them (node scripts/bundle.mjs)\n');
+    const bundled = spawnSync(process.execPath, [join(ROOT, 'scripts', 'bundle.mjs')], { stdio: 'inherit' });
+    if (bundled.status !== 0) throw new Error('node scripts/bundle.mjs failed');
+  }
   if (process.getuid?.() === 0) {
     const setup = spawnSync(process.execPath, [join(ROOT, 'bin', 'ebp'), 'setup'], { encoding: 'utf8' });
     if (setup.status !== 0) throw new Error(`ebp setup failed: ${setup.stderr}${setup.stdout}`);
