@@ -9,7 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { hostProcesses, IS_ROOT, setupOnce } from './helpers/ebp.js';
 import {
   cgroupMembers, clientDir, ebpIn, ebpOk, fingerprintOf, hostConfig, marker, poolCleanup, sandboxCgroupDirs, sandboxProcessesUnder,
-  sandboxProcessesWith, sessionsOf, shown, startDaemon, startIn, trustClient, waitUntil, type PoolDaemon,
+  sandboxProcessesWith, sessionsOf, shown, startDaemon, startIn, trustClient, waitingSpares, waitUntil, type PoolDaemon,
 } from './helpers/pool.js';
 
 const SKIP = IS_ROOT ? false : 'needs root (sandboxes run as the ebp-sandbox user)';
@@ -83,6 +83,27 @@ describe('sessions and stop', { skip: SKIP }, () => {
     const result = await ebpIn(hostA.stateDir, ['stop', 'ffffffffffff']);
     assert.equal(result.code, 1, shown(result));
     assert.match(result.stderr, /no running session/);
+  });
+});
+
+describe('sandboxes made ahead', { skip: SKIP }, () => {
+  /** A's session-started lines. */
+  const startedLines = (host: PoolDaemon): string[] => host.log().match(/session-started session=[0-9a-f]+[^\n]*/g) ?? [];
+
+  test('the next launch of an app runs in the sandbox made after the last one: a fresh one, on both paths', { timeout: 60_000 }, async () => {
+    const first = await ebpIn(direct, ['run', hostA.endpoint, 'sh', '-c', 'touch /tmp/first-was-here; echo first']);
+    assert.equal(first.stdout, 'first\n', shown(first));
+    for (const client of [direct, relayB.stateDir]) {
+      await waitUntil(() => waitingSpares(hostA.pid).length >= 1, 10_000, 'a spare to wait below A');
+      const seen = startedLines(hostA).length;
+      const next = await ebpIn(client, ['run', hostA.endpoint, 'sh', '-c', 'ls -A /tmp; echo "$$"']);
+      assert.equal(next.code, 0, shown(next));
+      // Nothing of the first launch (its /tmp), and the shell is the first process of its own sandbox.
+      assert.match(next.stdout, /^\d+\n$/, `a fresh /tmp and its own pid namespace\n${shown(next)}`);
+      const added = startedLines(hostA).slice(seen);
+      assert.equal(added.length, 1, added.join('\n'));
+      assert.match(added[0] ?? '', / app=sh spare=true$/, 'A says it ran in a spare');
+    }
   });
 });
 
