@@ -45,9 +45,23 @@ function signalChannel(channel: ClientChannel, name: string): void {
 export function channelProcess(channel: ClientChannel, peer: string): RemoteProcess {
   const exit = new Promise<RemoteExit>((resolve) => {
     let result: RemoteExit | undefined;
+    // The launch is over once its status came and both outputs reached their EOF: the channel's
+    // close that follows only costs another message across (a launch's last few hundred µs).
+    // Output nobody reads never reaches its EOF; then the close settles it.
+    let outputsOpen = 2;
+    const settle = (): void => {
+      if (result !== undefined && outputsOpen === 0) resolve(result);
+    };
     channel.on('exit', (code: number | null, signal?: string) => {
       result = typeof signal === 'string' && signal !== '' ? { kind: 'signal', signal } : { kind: 'code', code: code ?? 255 };
+      settle();
     });
+    for (const output of [channel, channel.stderr]) {
+      output.once('end', () => {
+        outputsOpen -= 1;
+        settle();
+      });
+    }
     channel.on('close', () => {
       resolve(result ?? { kind: 'broken', message: `the connection to ${peer} broke before the app finished` });
     });
