@@ -16,7 +16,7 @@ import { EbpError } from '../lib/errors.js';
 import type { HostLayout } from '../sandbox/host-layout.js';
 import { SANDBOX_USER } from '../sandbox/policy.js';
 import { nameProblem, overlaps, targetProblem, type FileMount, MAX_MOUNTS } from './spec.js';
-import { personReadAhead, READ_AHEAD_HELLO } from './read-ahead.js';
+import { personReadAhead, readAheadVersion } from './read-ahead.js';
 
 export const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
 /** SFTP requests the jail's server refuses: they name users or homes, which the host has no business knowing. */
@@ -240,8 +240,9 @@ export function startJail(bwrap: string, exports: readonly Export[], layout: Hos
     let said = '';
     const listen = (chunk: Buffer): void => {
       said += chunk.toString('latin1');
-      if (said.includes(READ_AHEAD_HELLO)) {
-        readAhead?.enable();
+      const version = readAheadVersion(said);
+      if (version !== undefined) {
+        readAhead?.enable(version);
         stream.hello?.off('data', listen);
       } else if (said.length > 4096) {
         stream.hello?.off('data', listen);

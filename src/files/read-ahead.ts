@@ -10,6 +10,13 @@
 // side answers from it; the request never crosses the network. A tar of many small files makes
 // one round trip fewer per file.
 //
+// Version 2 (the host's hello says which it takes): the person's side no longer holds the handle
+// back for its own read. It sends a small packet (READ_AHEAD_COMING) and the handle at once, and
+// the answer (READ_AHEAD_AFTER) when sftp-server gives it, so that the local read overlaps the
+// handle's way to sshfs. The host's side holds a READ at offset 0 of such a handle until the
+// answer (or word that there is none) comes. Any change drops the answers still coming too, and
+// lets the READs held for them go to the person.
+//
 // What keeps this exact: an answer is used once, only for offset 0 of the handle it was read
 // for, only within READ_AHEAD_FRESH_MS, and only when it answers the whole request (the whole
 // file, or at least the bytes asked for). Any request that changes anything (a write, an open
@@ -20,10 +27,25 @@
 // person's packets beyond their shape: at most MAX_KEPT answers, each under READ_AHEAD_BYTES.
 import type { Readable, Writable } from 'node:stream';
 
-/** What the host's side writes on the files channel's stderr: the person's side may read ahead. */
-export const READ_AHEAD_HELLO = 'ebp-files: read-ahead 1\n';
-/** ebp's own packet type on the files channel (person → host), outside SFTP's numbers. */
+/**
+ * What the host's side writes on the files channel's stderr: the person's side may read ahead,
+ * in either version. A person's side that knows only version 1 looks for the first line.
+ */
+export const READ_AHEAD_HELLO = 'ebp-files: read-ahead 1\nebp-files: read-ahead 2\n';
+/** The versions of the read-ahead protocol, as the hello names them. */
+export type ReadAheadVersion = 1 | 2;
+/** The highest version a host's hello offers (lines `ebp-files: read-ahead N`), or undefined. */
+export function readAheadVersion(said: string): ReadAheadVersion | undefined {
+  const offered = [...said.matchAll(/ebp-files: read-ahead (\d+)\n/g)].map((match) => Number(match[1]));
+  if (offered.length === 0) return undefined;
+  return offered.some((version) => version >= 2) ? 2 : 1;
+}
+/** ebp's own packet types on the files channel (person → host), outside SFTP's numbers. */
 const READ_AHEAD = 250;
+/** Version 2: an answer for this handle is coming (sent before the handle). */
+const READ_AHEAD_COMING = 251;
+/** Version 2: the answer that was announced; an empty one says there is none. */
+const READ_AHEAD_AFTER = 252;
 const READ_AHEAD_BYTES = 32 * 1024;
 const READ_AHEAD_FRESH_MS = 1000;
 const MAX_KEPT = 256;
@@ -299,18 +321,18 @@ export interface PersonEnds {
  * once `enable()` is called: when the host's side has said it keeps the answers
  * (READ_AHEAD_HELLO); until then it only passes bytes.
  */
-export function personReadAhead(ends: PersonEnds): { enable(): void } {
+export function personReadAhead(ends: PersonEnds): { enable(version?: ReadAheadVersion): void } {
   /** Ids of the host's read-only OPENs, until their reply. */
   const opens = new Set<number>();
-  /** This side's own reads, by id: the handle they read and its reply, held back meanwhile. */
-  const reads = new Map<number, { handle: Buffer; handleReply: Buffer }>();
+  /** This side's own reads, by id: the handle they read, and (version 1) its reply, held back meanwhile. */
+  const reads = new Map<number, { handle: Buffer; handleReply: Buffer | undefined }>();
   let nextId = OWN_IDS;
-  let allowed = false;
+  let version: ReadAheadVersion | undefined;
   /** Off for good once the host's requests look like anything but sshfs's. */
   let enabled = true;
   const inbound: Packets = relay(ends.fromHost, ends.toServer, (type, id) => {
     if (id >= OWN_IDS) enabled = false;
-    return allowed && enabled && type === SSH_FXP.open;
+    return version !== undefined && enabled && type === SSH_FXP.open;
   }, (request) => {
     if (opensForReading(request)) opens.add(request.readUInt32BE(5));
     inbound.send(request);
@@ -327,6 +349,11 @@ export function personReadAhead(ends: PersonEnds): { enable(): void } {
       // Data, or the end of an empty file: kept by the host's side. An error: only the handle.
       const type = typeOf(reply);
       const usable = type === SSH_FXP.data || (type === SSH_FXP.status && new Fields(reply, 9).uint32() === STATUS_EOF);
+      if (read.handleReply === undefined) {
+        // Version 2: the handle went on already; the host's side waits for this, or for word of none.
+        outbound.send(packet(READ_AHEAD_AFTER, sftpString(read.handle), usable ? reply.subarray(4) : Buffer.alloc(0)));
+        return;
+      }
       if (usable) outbound.send(packet(READ_AHEAD, sftpString(read.handle), reply.subarray(4)));
       outbound.send(read.handleReply);
       return;
@@ -339,13 +366,20 @@ export function personReadAhead(ends: PersonEnds): { enable(): void } {
       outbound.send(reply);
       return;
     }
-    // The read goes to sftp-server right behind the host's requests; the handle waits for it.
+    // The read goes to sftp-server right behind the host's requests. Version 1: the handle waits
+    // for it. Version 2: word that an answer is coming, then the handle at once.
     const own = nextId;
     nextId = nextId === 0xffffffff ? OWN_IDS : nextId + 1;
-    reads.set(own, { handle, handleReply: reply });
+    if (version === 2) {
+      outbound.send(packet(READ_AHEAD_COMING, sftpString(handle)));
+      outbound.send(reply);
+      reads.set(own, { handle, handleReply: undefined });
+    } else {
+      reads.set(own, { handle, handleReply: reply });
+    }
     inbound.insert(packet(SSH_FXP.read, uint32(own), sftpString(handle), Buffer.alloc(8), uint32(READ_AHEAD_BYTES)));
   });
-  return { enable: () => { allowed = true; } };
+  return { enable: (offered = 1) => { version = offered; } };
 }
 
 interface Kept {
@@ -371,37 +405,99 @@ export interface HostEnds {
 export function hostReadAhead(ends: HostEnds, options: { now?: () => number; sentToPerson?: () => void } = {}): void {
   const now = options.now ?? Date.now;
   const kept = new Map<string, Kept>();
-  // ebp's own packets are kept (or dropped), never passed to sshfs.
-  const fromPerson = relay(ends.fromPerson, ends.toSshfs, (type) => type === READ_AHEAD, (own) => {
-    const fields = new Fields(own, 5);
-    const handle = fields.bytes();
-    const answer = own.subarray(fields.offset);
+  /** Version 2: handles whose answer is coming (since when), and the READ held for each. */
+  const coming = new Map<string, number>();
+  const held = new Map<string, { request: Buffer; timer: NodeJS.Timeout }>();
+  /** A READ held for `key` goes on now: answered from what came, or to the person. */
+  const release = (key: string): void => {
+    const waiting = held.get(key);
+    if (waiting === undefined) return;
+    held.delete(key);
+    clearTimeout(waiting.timer);
+    readOrPass(waiting.request, 'between');
+  };
+  /** Anything may have changed: nothing kept or coming is used; held READs go to the person. */
+  const forgetAll = (): void => {
+    kept.clear();
+    coming.clear();
+    for (const key of [...held.keys()]) release(key);
+  };
+  const keep = (key: string, answer: Buffer): void => {
     const answerType = answer[0];
-    if (handle === undefined || handle.length > 256 || answer.length < 5 || answer.length > READ_AHEAD_BYTES + 64) return;
+    if (answer.length < 5 || answer.length > READ_AHEAD_BYTES + 64) return;
     if (answerType !== SSH_FXP.data && answerType !== SSH_FXP.status) return;
     if (kept.size >= MAX_KEPT) kept.delete(kept.keys().next().value ?? '');
-    kept.set(handle.toString('latin1'), { reply: Buffer.from(answer), at: now() });
+    kept.set(key, { reply: Buffer.from(answer), at: now() });
+  };
+  // ebp's own packets are kept (or dropped), never passed to sshfs.
+  const fromPerson = relay(ends.fromPerson, ends.toSshfs, (type) => type === READ_AHEAD || type === READ_AHEAD_COMING || type === READ_AHEAD_AFTER, (own) => {
+    const type = typeOf(own);
+    const fields = new Fields(own, 5);
+    const handle = fields.bytes();
+    if (handle === undefined || handle.length > 256) return;
+    const key = handle.toString('latin1');
+    const answer = own.subarray(fields.offset);
+    if (type === READ_AHEAD) {
+      keep(key, answer);
+    } else if (type === READ_AHEAD_COMING) {
+      if (coming.size >= MAX_KEPT) {
+        const oldest = coming.keys().next().value ?? '';
+        coming.delete(oldest);
+        release(oldest);
+      }
+      coming.set(key, now());
+    } else if (coming.delete(key)) {
+      // Announced and not dropped since (by a change): its answer, or none.
+      if (answer.length > 0) keep(key, answer);
+      release(key);
+    }
   });
   const fromSshfs: Packets = relay(ends.fromSshfs, ends.toPerson, (type) => {
     if (type === SSH_FXP.read || type === SSH_FXP.close || type === SSH_FXP.open) return true;
-    if (CHANGES.has(type)) kept.clear();
+    if (CHANGES.has(type)) forgetAll();
     return false;
   }, (request) => {
     const type = typeOf(request);
     if (type === SSH_FXP.read) {
-      const answer = answerRead(request);
-      if (answer !== undefined) {
-        fromPerson.insert(answer);
+      const handle = new Fields(request, 9).bytes();
+      const key = handle?.toString('latin1');
+      const at = key === undefined ? undefined : coming.get(key);
+      if (key !== undefined && at !== undefined && !held.has(key) && now() - at <= READ_AHEAD_FRESH_MS) {
+        // Its answer is on the way: wait for it (never past the time an answer is good for).
+        const timer = setTimeout(() => {
+          coming.delete(key);
+          release(key);
+        }, READ_AHEAD_FRESH_MS);
+        timer.unref();
+        held.set(key, { request, timer });
         return;
       }
+      readOrPass(request, 'now');
+      return;
     } else if (type === SSH_FXP.close) {
       const handle = new Fields(request, 9).bytes();
-      if (handle !== undefined) kept.delete(handle.toString('latin1'));
+      if (handle !== undefined) {
+        const key = handle.toString('latin1');
+        coming.delete(key);
+        release(key);
+        kept.delete(key);
+      }
     } else if (!opensForReading(request)) {
-      kept.clear();
+      forgetAll();
     }
     fromSshfs.send(request);
   }, options.sentToPerson);
+
+  /**
+   * A READ from sshfs: answered here from what was kept, or passed on to the person. `now`: from
+   * sshfs's own stream, where it stands; `between`: held, so it goes between two of its packets.
+   */
+  function readOrPass(request: Buffer, when: 'now' | 'between'): void {
+    const answer = answerRead(request);
+    if (answer !== undefined) fromPerson.insert(answer);
+    else if (when === 'now') fromSshfs.send(request);
+    else fromSshfs.insert(request);
+  }
 
   /** The reply to READ from what was kept for its handle, or undefined: ask the person. */
   function answerRead(request: Buffer): Buffer | undefined {

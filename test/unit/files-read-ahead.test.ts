@@ -9,7 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
-import { hostReadAhead, personReadAhead } from '../../src/files/read-ahead.js';
+import { hostReadAhead, personReadAhead, READ_AHEAD_HELLO, readAheadVersion } from '../../src/files/read-ahead.js';
 import { SFTP_SERVER } from '../../src/files/exports.js';
 import { scratchPaths } from './helpers/scratch.js';
 
@@ -97,7 +97,7 @@ function hostEnds(): { fromSshfs: PassThrough; toSshfs: PassThrough; fromPerson:
 }
 
 /** sshfs → host side → "network" → person side → sftp-server, and back. */
-function pair(options: { hello: boolean; now?: () => number }): Pair {
+function pair(options: { hello: boolean; version?: 1 | 2; now?: () => number }): Pair {
   const server = spawn(SFTP_SERVER, ['-d', work], { stdio: ['pipe', 'pipe', 'inherit'] });
   const host = hostEnds();
   hostReadAhead(host, options.now === undefined ? {} : { now: options.now });
@@ -107,7 +107,7 @@ function pair(options: { hello: boolean; now?: () => number }): Pair {
     crossed.push(chunk[4] ?? 0);
   });
   const person = personReadAhead({ fromHost: host.toPerson, toServer: server.stdin, fromServer: server.stdout, toHost: host.fromPerson });
-  if (options.hello) person.enable();
+  if (options.hello) person.enable(options.version ?? 2);
   return { sshfs: new Sshfs(host.fromSshfs, host.toSshfs), crossed, server };
 }
 
@@ -116,66 +116,78 @@ function fresh(name: string, text: string): string {
   return name;
 }
 
-test('a file opened for reading: its first read is answered without crossing, with the server\'s own bytes', async () => {
-  const { sshfs, crossed, server } = pair({ hello: true });
-  try {
-    await sshfs.request(FXP.init);
-    for (const [name, text] of [['small', 'hello, small file\n'], ['empty', ''], ['big', 'x'.repeat(100_000)]] as const) {
-      fresh(name, text);
-      crossed.length = 0;
-      const handle = await sshfs.open(name, READ);
-      const first = await sshfs.read(handle, 0, 65_536);
-      if (name === 'empty') assert.equal(first, 'status 1', 'the end of an empty file');
-      else assert.equal(first, text.slice(0, 65_536));
-      if (name === 'big') {
-        // 32 KiB read ahead do not answer 64 KiB: that read went to the person.
-        assert.deepEqual(crossed, [FXP.open, FXP.read]);
-      } else {
-        assert.deepEqual(crossed, [FXP.open], `${name}: only the open crossed`);
+for (const version of [1, 2] as const) {
+  test(`version ${version}: a file opened for reading: its first read is answered without crossing, with the server's own bytes`, async () => {
+    const { sshfs, crossed, server } = pair({ hello: true, version });
+    try {
+      await sshfs.request(FXP.init);
+      for (const [name, text] of [['small', 'hello, small file\n'], ['empty', ''], ['big', 'x'.repeat(100_000)]] as const) {
+        fresh(name, text);
+        crossed.length = 0;
+        const handle = await sshfs.open(name, READ);
+        const first = await sshfs.read(handle, 0, 65_536);
+        if (name === 'empty') assert.equal(first, 'status 1', 'the end of an empty file');
+        else assert.equal(first, text.slice(0, 65_536));
+        if (name === 'big') {
+          // 32 KiB read ahead do not answer 64 KiB: that read went to the person.
+          assert.deepEqual(crossed, [FXP.open, FXP.read]);
+        } else {
+          assert.deepEqual(crossed, [FXP.open], `${name}: only the open crossed`);
+        }
+        // Used once: the same read again goes to the person and gets the same answer.
+        assert.equal(await sshfs.read(handle, 0, 65_536), first);
+        assert.equal(crossed.at(-1), FXP.read);
+        await sshfs.request(FXP.close, str(handle));
       }
-      // Used once: the same read again goes to the person and gets the same answer.
-      assert.equal(await sshfs.read(handle, 0, 65_536), first);
-      assert.equal(crossed.at(-1), FXP.read);
-      await sshfs.request(FXP.close, str(handle));
+      // A read of less than was read ahead gets just that.
+      fresh('part', 'abcdefghij');
+      const handle = await sshfs.open('part', READ);
+      assert.equal(await sshfs.read(handle, 0, 4), 'abcd');
+    } finally {
+      server.kill();
     }
-    // A read of less than was read ahead gets just that.
-    fresh('part', 'abcdefghij');
-    const handle = await sshfs.open('part', READ);
-    assert.equal(await sshfs.read(handle, 0, 4), 'abcd');
-  } finally {
-    server.kill();
-  }
-});
+  });
 
-test('nothing kept is used once the file may have changed, or after a while', async () => {
-  let clock = 0;
-  const { sshfs, crossed, server } = pair({ hello: true, now: () => clock });
-  try {
-    await sshfs.request(FXP.init);
-    fresh('doc', 'old text');
-    // Kept for handle A; then the file is written through handle B: A's read must see it.
-    const a = await sshfs.open('doc', READ);
-    const b = await sshfs.open('doc', WRITE | TRUNC);
-    const written = await sshfs.request(FXP.write, str(b), u64(0), str('new text'));
-    assert.equal(written.type, FXP.status);
-    assert.equal(await sshfs.read(a, 0, 4096), 'new text');
-    assert.equal(crossed.at(-1), FXP.read, 'asked the person');
+  test(`version ${version}: nothing kept is used once the file may have changed, or after a while`, async () => {
+    let clock = 0;
+    const { sshfs, crossed, server } = pair({ hello: true, version, now: () => clock });
+    try {
+      await sshfs.request(FXP.init);
+      fresh('doc', 'old text');
+      // Kept for handle A; then the file is written through handle B: A's read must see it.
+      const a = await sshfs.open('doc', READ);
+      const b = await sshfs.open('doc', WRITE | TRUNC);
+      const written = await sshfs.request(FXP.write, str(b), u64(0), str('new text'));
+      assert.equal(written.type, FXP.status);
+      assert.equal(await sshfs.read(a, 0, 4096), 'new text');
+      assert.equal(crossed.at(-1), FXP.read, 'asked the person');
 
-    // Another read-only open, then time passes beyond freshness.
-    const c = await sshfs.open('doc', READ);
-    clock += 5000;
-    crossed.length = 0;
-    assert.equal(await sshfs.read(c, 0, 4096), 'new text');
-    assert.deepEqual(crossed, [FXP.read]);
+      // Another read-only open, then time passes beyond freshness.
+      const c = await sshfs.open('doc', READ);
+      clock += 5000;
+      crossed.length = 0;
+      assert.equal(await sshfs.read(c, 0, 4096), 'new text');
+      assert.deepEqual(crossed, [FXP.read]);
 
-    // Not at offset 0: asked.
-    const d = await sshfs.open('doc', READ);
-    crossed.length = 0;
-    assert.equal(await sshfs.read(d, 4, 4096), 'text');
-    assert.deepEqual(crossed, [FXP.read]);
-  } finally {
-    server.kill();
-  }
+      // Not at offset 0: asked.
+      const d = await sshfs.open('doc', READ);
+      crossed.length = 0;
+      assert.equal(await sshfs.read(d, 4, 4096), 'text');
+      assert.deepEqual(crossed, [FXP.read]);
+    } finally {
+      server.kill();
+    }
+  });
+
+}
+
+test('the hello: this host offers both versions, an older person\'s side finds the first, this one takes the highest', () => {
+  assert.ok(READ_AHEAD_HELLO.startsWith('ebp-files: read-ahead 1\n'), 'the line an older person\'s side looks for');
+  assert.equal(readAheadVersion(READ_AHEAD_HELLO), 2);
+  assert.equal(readAheadVersion('ebp-files: read-ahead 1\n'), 1, 'an older host');
+  assert.equal(readAheadVersion('ebp-files: read-ahead 7\n'), 2, 'a newer host: the newest known here');
+  assert.equal(readAheadVersion('ebp-files: read-ahead 2'), undefined, 'a line not yet whole');
+  assert.equal(readAheadVersion('something else\n'), undefined);
 });
 
 test('without the host\'s hello the person\'s side reads nothing ahead', async () => {
@@ -221,6 +233,51 @@ test('the host\'s side keeps nothing malformed from the person, and passes nothi
   host.fromPerson.write(Buffer.from('more'));
   await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(Buffer.concat(toSshfs), Buffer.concat([status, junk, Buffer.from('more')]));
+});
+
+test('version 2, hostile or lost: an answer nobody announced is dropped, a flood of announcements stays bounded, and a READ waits at most a second', async () => {
+  const host = hostEnds();
+  hostReadAhead(host);
+  const toPerson: Buffer[] = [];
+  const toSshfs: Buffer[] = [];
+  host.toPerson.on('data', (chunk: Buffer) => toPerson.push(chunk));
+  host.toSshfs.on('data', (chunk: Buffer) => toSshfs.push(chunk));
+  const data = (text: string): Buffer => Buffer.concat([Buffer.from([FXP.data]), u32(0), str(text)]);
+  const read = (handle: string, id: number): Buffer => sftpPacket(FXP.read, u32(id), str(handle), u64(0), u32(4096));
+  const settle = async (): Promise<void> => { await new Promise((resolve) => setImmediate(resolve)); };
+
+  // An answer without its announcement answers nothing.
+  host.fromPerson.write(sftpPacket(252, str('u'), data('unasked')));
+  host.fromSshfs.write(read('u', 1));
+  await settle();
+  assert.equal(toPerson.length, 1, 'the READ went to the person');
+
+  // 300 announcements: the oldest are forgotten, their READs not held.
+  for (let index = 0; index < 300; index += 1) host.fromPerson.write(sftpPacket(251, str(`f${index}`)));
+  host.fromSshfs.write(read('f0', 2));
+  await settle();
+  assert.equal(toPerson.length, 2, 'a forgotten announcement holds nothing');
+
+  // Announced, answer lost: the READ is held, then goes to the person within a second.
+  host.fromPerson.write(sftpPacket(251, str('lost')));
+  host.fromSshfs.write(read('lost', 3));
+  await settle();
+  assert.equal(toPerson.length, 2, 'held while the answer is on its way');
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  assert.equal(toPerson.length, 3, 'released after a second');
+
+  // Announced and answered: the held READ is answered here, with the person's bytes.
+  host.fromPerson.write(sftpPacket(251, str('ok')));
+  host.fromSshfs.write(read('ok', 4));
+  await settle();
+  host.fromPerson.write(sftpPacket(252, str('ok'), data('the answer')));
+  await settle();
+  assert.equal(toPerson.length, 3, 'nothing crossed');
+  const answered = Buffer.concat(toSshfs);
+  assert.ok(answered.includes(Buffer.from('the answer')), 'sshfs got the answer');
+  assert.equal(answered.readUInt32BE(5), 4, 'under the READ\'s own id');
+  // None of ebp's own packets reached sshfs.
+  assert.ok(!answered.includes(Buffer.from('unasked')));
 });
 
 test('cut anywhere, the streams pass every byte of every packet unchanged (bulk data is not gathered)', async () => {
