@@ -163,6 +163,8 @@ export class Daemon {
     const shared = (): Catalog => withheld.view(catalog);
     // The next launch of an app finds its sandbox made (sandbox/spares.ts).
     const spares = new SpareSandboxes({ engine, max: config.share.spares });
+    const sparesProblem = SpareSandboxes.problem(config.share.spares);
+    if (sparesProblem !== undefined) log('spares-off', { reason: sparesProblem, fix: 'sudo apt-get install bash' });
     const launch = new LaunchService({
       spares,
       catalog: shared,

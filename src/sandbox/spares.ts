@@ -58,8 +58,13 @@ export class SpareSandboxes {
   constructor(options: SpareOptions) {
     this.#engine = options.engine;
     // The waiting shim needs bash (Essential on Debian): without it, every launch makes its own.
-    this.#max = hasShell() ? options.max ?? DEFAULT_MAX_SPARES : 0;
+    this.#max = executable(PREPARED_SHELL) ? options.max ?? DEFAULT_MAX_SPARES : 0;
     this.#idleMs = options.idleMs ?? DEFAULT_SPARE_IDLE_MS;
+  }
+
+  /** Why no spare is ever made although some were asked for (`shell`: where the shim's is), or undefined. */
+  static problem(asked: number, shell: string = PREPARED_SHELL): string | undefined {
+    return asked > 0 && !executable(shell) ? `${shell} is missing (the shim of a sandbox made ahead runs in it); every launch makes its own sandbox` : undefined;
   }
 
   get size(): number {
@@ -173,9 +178,9 @@ export class SpareSandboxes {
   }
 }
 
-function hasShell(): boolean {
+function executable(path: string): boolean {
   try {
-    accessSync(PREPARED_SHELL, constants.X_OK);
+    accessSync(path, constants.X_OK);
     return true;
   } catch {
     return false;
