@@ -98,7 +98,6 @@ export async function startSandbox(policy: SandboxPolicy, options: StartOptions 
  * a shim waits for the command (bwrap-args.ts PREPARED_SHIM). It serves exactly one launch.
  */
 export interface PreparedSandbox {
-  readonly id: string;
   /** Settles once it is gone, used or not. */
   readonly exited: Promise<SandboxExit>;
   /**
@@ -125,7 +124,6 @@ export async function prepareSandbox(policy: SandboxPolicy, options: Omit<StartO
   let gone = false;
   void handle.exited.then(() => { gone = true; });
   return {
-    id: handle.id,
     exited: handle.exited,
     start(command, env) {
       if (used || gone) throw new EbpError('SANDBOX_SETUP_FAILED', 'the prepared sandbox is no longer waiting');

@@ -9,7 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createEngine, type SandboxEngine } from '../../src/sandbox/engine.js';
 import type { SandboxPolicy } from '../../src/sandbox/policy.js';
 import { buildPolicy, type SandboxRequest } from '../../src/sandbox/request.js';
-import { prepareSandbox, type SandboxHandle } from '../../src/sandbox/runner.js';
+import { prepareSandbox, startSandbox, type SandboxHandle } from '../../src/sandbox/runner.js';
 import { SpareSandboxes } from '../../src/sandbox/spares.js';
 import { setupOnce } from './helpers/ebp.js';
 
@@ -179,6 +179,21 @@ describe('spares', { skip: SKIP }, () => {
     started.pty.master.destroy();
     assert.equal(exit.code, 0, screen);
     assert.equal(screen, '33 101\r\nxterm-256color\r\ntty-in\r\ncontrolling\r\n');
+  });
+
+  test('a spare that cannot be set up serves nothing and leaves nothing: the launch makes its own and says why', T, async () => {
+    // A share whose source is not there: bwrap fails before the shim runs, made ahead or not.
+    const broken: SandboxPolicy = { ...policy(), shares: [{ source: `/nonexistent-${TAG}`, target: '/srv/missing', readOnly: true }] };
+    spares.refill(broken);
+    assert.equal(spares.size, 1);
+    assert.equal(await spares.start({ ...broken, command: ['true'] }), undefined, 'no spare to run in');
+    assert.equal(spares.size, 0);
+    await noneOfOurs();
+    // The usual path reports the set-up failure, as before.
+    const fresh = await startSandbox({ ...broken, command: ['true'] }, { engine, ...PIPES });
+    const exit = await fresh.exited;
+    assert.deepEqual([exit.code, exit.reason], [125, 'setup-failed']);
+    assert.match(exit.message ?? '', /could not be set up/);
   });
 
   test('at most `max` wait; closing removes them all', T, async () => {
