@@ -62,6 +62,8 @@ export interface SandboxHandle {
 const STOP_GRACE_MS = 2000;
 const TIMEOUT_EXIT = 124;
 const SETUP_EXIT = 125;
+/** bwrap's status lines are two short JSON objects; more than this is not read. */
+const MAX_STATUS_TEXT = 4096;
 
 let rlimitWarned = false;
 
@@ -245,19 +247,30 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
 
   // Without NAT nothing needs doing between namespace creation and exec: release at once.
   if (policy.network !== 'nat') pipe(FD.block).end('x');
+  // bwrap's status lines: the sandbox's pid once it exists, then the command's exit code as soon
+  // as its monitor has it, before the sandbox's namespaces are torn down (see onExitCode below).
   let statusText = '';
+  let exitCodeSeen = false;
   pipe(FD.status).on('data', (chunk: Buffer) => {
-    if (sandboxPid !== undefined) return;
-    statusText += chunk.toString();
-    const match = /"child-pid"\s*:\s*(\d+)/.exec(statusText);
-    if (match?.[1] === undefined) return;
-    const sandbox = Number(match[1]);
-    sandboxPid = sandbox;
-    if (policy.network !== 'nat' || engine.slirp === undefined) return;
-    attachNat(sandbox, { slirp: engine.slirp, cidr: engine.natCidr, identity: engine.identity }).then((handle) => {
-      nat = handle;
-      pipe(FD.block).end('x');
-    }, fail);
+    if (statusText.length < MAX_STATUS_TEXT) statusText += chunk.toString();
+    if (sandboxPid === undefined) {
+      const match = /"child-pid"\s*:\s*(\d+)/.exec(statusText);
+      if (match?.[1] !== undefined) {
+        const sandbox = Number(match[1]);
+        sandboxPid = sandbox;
+        if (policy.network === 'nat' && engine.slirp !== undefined) {
+          attachNat(sandbox, { slirp: engine.slirp, cidr: engine.natCidr, identity: engine.identity }).then((handle) => {
+            nat = handle;
+            pipe(FD.block).end('x');
+          }, fail);
+        }
+      }
+    }
+    if (exitCodeSeen) return;
+    const code = /"exit-code"\s*:\s*(\d+)/.exec(statusText)?.[1];
+    if (code === undefined) return;
+    exitCodeSeen = true;
+    onExitCode(Number(code));
   });
 
   const readySeen = new Promise<void>((resolve) => {
@@ -283,6 +296,35 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
   const ended = new Promise<SandboxExit>((resolve) => {
     announceEnd = resolve;
   });
+  /** How a sandbox whose command started ended, from its status and its cgroup's counters. */
+  const describe = (raw: number, stats: CgroupStats | undefined): SandboxExit => {
+    const durationMs = Date.now() - started;
+    const base = stats === undefined ? { durationMs } : { durationMs, stats };
+    if (timedOut) return { ...base, code: TIMEOUT_EXIT, reason: 'timeout', message: `timed out after ${policy.timeoutMs ?? 0} ms; the sandbox was killed` };
+    if ((stats?.oomKills ?? 0) > 0) return { ...base, code: 137, reason: 'oom', message: `killed: out of memory (the sandbox's memory limit is ${formatSize(policy.limits.memoryBytes)}; raise it with --memory)` };
+    if (stopped) return { ...base, code: raw, reason: 'stopped' };
+    return { ...base, code: raw, reason: raw > 128 ? 'signaled' : 'exited' };
+  };
+  // The command is gone and bwrap's monitor has its status: say how it ended now. The sandbox's
+  // pid 1 and the monitor still have to exit (the kernel tears the namespaces down first), then
+  // the cgroup goes: about half a millisecond that the person need not wait for. The output still
+  // comes first: whoever reports the status waits for the end of stdout and stderr.
+  let early: SandboxExit | undefined;
+  let closed = false;
+  const onExitCode = (raw: number): void => {
+    if (!ready) return;
+    void (async () => {
+      let stats: CgroupStats | undefined;
+      try {
+        stats = await cgroup?.stats();
+      } catch {
+        // The OOM count is best effort here as at the end.
+      }
+      if (closed) return;
+      early = describe(raw, stats);
+      announceEnd(early);
+    })();
+  };
   const exited = new Promise<SandboxExit>((resolveExited) => {
     let spawnError: Error | undefined;
     child.once('error', (error) => {
@@ -297,6 +339,7 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
     });
     child.once('close', (code, signal) => {
       void (async () => {
+        closed = true;
         if (timer !== undefined) clearTimeout(timer);
         nat?.close();
         if (cgroup !== undefined) {
@@ -318,21 +361,17 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
             })();
           });
         };
-        const durationMs = Date.now() - started;
-        const base = lastStats === undefined ? { durationMs } : { durationMs, stats: lastStats };
         const raw = code ?? (signal === null ? 1 : 128 + (signalNumber(signal) ?? 9));
-        if (spawnError !== undefined || !ready) {
+        if (early !== undefined) {
+          // What the person was told stands; the record gets the final counters.
+          resolve(lastStats === undefined ? early : { ...early, stats: lastStats });
+        } else if (spawnError !== undefined || !ready) {
+          const durationMs = Date.now() - started;
           const filesFailed = policy.remoteFiles !== undefined && (raw === FILES_SETUP_EXIT || sftpCut) && spawnError === undefined;
           const why = setupError ?? (filesFailed ? 'the person\'s files could not be mounted (the file channel from their side failed or was closed)' : undefined) ?? (spawnError === undefined ? `bwrap exited with status ${raw} before the command started (see its message above)` : `cannot run bwrap: ${spawnError.message}`);
-          resolve({ ...base, code: SETUP_EXIT, reason: 'setup-failed', message: `the sandbox could not be set up: ${why}` });
-        } else if (timedOut) {
-          resolve({ ...base, code: TIMEOUT_EXIT, reason: 'timeout', message: `timed out after ${policy.timeoutMs ?? 0} ms; the sandbox was killed` });
-        } else if ((lastStats?.oomKills ?? 0) > 0) {
-          resolve({ ...base, code: 137, reason: 'oom', message: `killed: out of memory (the sandbox's memory limit is ${formatSize(policy.limits.memoryBytes)}; raise it with --memory)` });
-        } else if (stopped) {
-          resolve({ ...base, code: raw, reason: 'stopped' });
+          resolve({ ...(lastStats === undefined ? { durationMs } : { durationMs, stats: lastStats }), code: SETUP_EXIT, reason: 'setup-failed', message: `the sandbox could not be set up: ${why}` });
         } else {
-          resolve({ ...base, code: raw, reason: raw > 128 ? 'signaled' : 'exited' });
+          resolve(describe(raw, lastStats));
         }
       })();
     });

@@ -82,6 +82,34 @@ describe('a prepared sandbox', { skip: SKIP }, () => {
     }
   });
 
+  test('how it ended is told as soon as the command is gone (`ended`), and the record (`exited`) agrees, counters added', T, async () => {
+    const hog = 'a=x; while :; do a=$a$a$a$a; done';
+    const cases: { command: string[]; limits?: Partial<SandboxRequest>; code: number; reason: string }[] = [
+      { command: ['true'], code: 0, reason: 'exited' },
+      { command: ['sh', '-c', 'echo out; exit 7'], code: 7, reason: 'exited' },
+      { command: ['sh', '-c', 'kill -TERM $$'], code: 143, reason: 'signaled' },
+      { command: ['sh', '-c', hog], limits: { memoryBytes: 32 * 1024 ** 2 }, code: 137, reason: 'oom' },
+    ];
+    for (const { command, limits, code, reason } of cases) {
+      for (const ahead of [false, true]) {
+        const made = policy({ ...limits, command });
+        const handle = ahead ? (await prepareSandbox(made, { engine, ...PIPES })).start(command, {}) : await startSandbox(made, { engine, ...PIPES });
+        const order: string[] = [];
+        const ended = handle.ended.then((exit) => { order.push('ended'); return exit; });
+        const result = await output(handle);
+        order.push('exited');
+        const told = await ended;
+        const what = `${command.join(' ')}${ahead ? ' (made ahead)' : ''}`;
+        assert.deepEqual(order, ['ended', 'exited'], what);
+        assert.deepEqual([told.code, told.reason], [code, reason], what);
+        assert.deepEqual([result.code, result.reason], [code, reason], what);
+        if (code === 7) assert.equal(result.stdout, 'out\n', what);
+        const recorded = await handle.exited;
+        assert.ok(recorded.stats !== undefined && recorded.stats.memoryPeakBytes > 0, `${what}: the record has the cgroup's counters`);
+      }
+    }
+  });
+
   test('serves one launch only; a word with a NUL or a bad variable name is refused before anything runs', T, async () => {
     const prepared = await prepareSandbox(policy(), { engine, ...PIPES });
     assert.throws(() => prepared.start(['echo', 'a\0b'], {}), /NUL/);
