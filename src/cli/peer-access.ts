@@ -63,7 +63,9 @@ export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec, display?
     const taken = result?.stdio;
     return {
       remote: framedProcess(socket, leftover),
-      done: () => socket.destroy(),
+      // Closed a turn later: `ebp run` exits first (its exit closes the socket), a third of a
+      // millisecond sooner.
+      done: () => { setImmediate(() => socket.destroy()); },
       taken: { stdin: taken?.stdin === true, stdout: taken?.stdout === true, stderr: taken?.stderr === true },
     };
   }
