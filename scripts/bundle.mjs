@@ -40,6 +40,26 @@ const paddingPool = {
     });
   },
 };
+/**
+ * ssh2 tells its server's session objects from channels by their class name when a connection
+ * drops (lib/utils.js, onCHANNEL_CLOSE): minified, the class has another name, and a session
+ * that has no command yet (a client's session opened ahead, or any client that opens one and
+ * goes away) was taken for a channel: the daemon died on a TypeError. Only those session objects
+ * have `_chanInfo` (lib/server.js): the check looks at that instead. The build fails if ssh2's
+ * code is not the one this repairs.
+ */
+const SESSION_CHECK = "channel.server && channel.constructor.name === 'Session'";
+const minifiedSessions = {
+  name: 'ssh2-minified-sessions',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]ssh2[\\/]lib[\\/]utils\.js$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (source.split(SESSION_CHECK).length !== 2) throw new Error(`ssh2's session check (${SESSION_CHECK}) is not in ${args.path}: see scripts/bundle.mjs`);
+      return { contents: source.replace(SESSION_CHECK, 'channel.server && channel._chanInfo !== undefined'), loader: 'js' };
+    });
+  },
+};
+
 /** What both outputs are: one CommonJS file for Node 20 with everything it imports inside. */
 const commonJs = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning' };
 
@@ -80,7 +100,7 @@ const cliBundle = {
   banner: { js: 'var __ebpBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
 };
 
-await buildInPlace({ ...cliBundle, outfile: join(root, 'dist', 'ebp.cjs'), plugins: [paddingPool] });
+await buildInPlace({ ...cliBundle, outfile: join(root, 'dist', 'ebp.cjs'), plugins: [paddingPool, minifiedSessions] });
 
 /**
  * `ebp sandbox` and `ebp run` have a bundle of their own each (cli/code-cache.ts picks it): the
@@ -118,7 +138,7 @@ await buildInPlace({
   ...cliBundle,
   entryPoints: [join(root, 'dist', 'src', 'cli', 'dial.js')],
   outfile: join(root, 'dist', 'ebp-dial.cjs'),
-  plugins: [paddingPool],
+  plugins: [paddingPool, minifiedSessions],
 });
 
 /** In the run command's bundle, cli/dial.js is cli/dial-apart.js: it loads dist/ebp-dial.cjs. */

@@ -7,7 +7,8 @@ export class PeerPool {
   readonly #options: Omit<ConnectOptions, 'expectedFingerprint'>;
 
   constructor(options: Omit<ConnectOptions, 'expectedFingerprint'>) {
-    this.#options = options;
+    // Pooled connections serve launch after launch: each keeps a session channel open ahead.
+    this.#options = { ...options, sessionsAhead: true };
   }
 
   async get(endpoint: Endpoint, expectedFingerprint?: string): Promise<PeerConnection> {

@@ -3,6 +3,7 @@
 import { connect as netConnect } from 'node:net';
 import ssh2, { type ClientChannel, type PseudoTtyOptions } from 'ssh2';
 import { channelProcess, type RemoteProcess } from './remote-process.js';
+import { execAhead, openSessionAhead, sessionsAheadWork } from './session-ahead.js';
 import { MIT_COOKIE } from '../display/x11-auth.js';
 import { X11Forwarder } from '../display/x11-client.js';
 import type { LocalDisplay } from '../display/x11-local.js';
@@ -62,6 +63,8 @@ export interface ConnectOptions {
   /** The fingerprint a peer announced; a different host key is an impostor. */
   readonly expectedFingerprint?: string;
   readonly timeoutMs?: number;
+  /** Keep a session channel open ahead for the next launch (the daemon's pooled connections). */
+  readonly sessionsAhead?: boolean;
 }
 
 const KEEPALIVE_MS = 5000;
@@ -132,29 +135,55 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
     }
     return x11;
   };
-  const exec = (command: string, execOptions: ExecOptions = {}): Promise<RemoteProcess> =>
-    new Promise((resolve, reject) => {
+  // One session channel held open ahead for the next launch, opened again as each launch's channel
+  // closes: a launch then sends its requests at once (session-ahead.ts), one round trip fewer.
+  let ahead: Promise<ClientChannel | undefined> | undefined;
+  const openAhead = (): void => {
+    if (options.sessionsAhead !== true || ahead !== undefined || !sessionsAheadWork(client)) return;
+    const opening = openSessionAhead(client);
+    ahead = opening;
+    void opening.then((channel) => {
+      const forget = (): void => {
+        if (ahead === opening) ahead = undefined;
+      };
+      if (channel === undefined) forget();
+      else channel.once('close', forget);
+    });
+  };
+  openAhead();
+  void closed.then(() => { ahead = undefined; });
+  const exec = async (command: string, execOptions: ExecOptions = {}): Promise<RemoteProcess> => {
+    // A channel still being opened is awaited: that costs no more than opening one now.
+    const pending = execOptions.x11 === undefined ? ahead : undefined;
+    if (pending !== undefined) ahead = undefined;
+    const taken = await pending;
+    return new Promise((resolve, reject) => {
       const pty: PseudoTtyOptions | undefined = execOptions.pty === undefined ? undefined : { term: execOptions.pty.term, cols: execOptions.pty.cols, rows: execOptions.pty.rows };
       const display = execOptions.x11 === undefined ? undefined : forwarder().register(execOptions.x11, execOptions.onX11Connection);
       const callback = (error: Error | undefined, channel: ClientChannel): void => {
         // The exit status can arrive in the same read as the reply to the exec request: watch
         // for it here, before any await, or a quick refusal would look like a broken session.
         if (error !== undefined) {
+          openAhead();
           display?.close();
           reject(display !== undefined && /X11/.test(error.message)
             ? new EbpError('DISPLAY_UNAVAILABLE', `${text} refused X11 forwarding`, { cause: error, hint: 'run without windows: ebp run --no-x11 ...' })
             : new EbpError('SESSION_BROKEN', `${text} refused the session: ${error.message}`, { cause: error }));
           return;
         }
+        channel.once('close', openAhead);
         // The launch is over: its windows go with it, even if the peer never closes them.
         if (display !== undefined) channel.once('close', () => { display.close(); });
         resolve(channelProcess(channel, text));
       };
       const env = execOptions.env ?? {};
+      if (taken !== undefined && execAhead(client, taken, { command, env, ...(pty === undefined ? {} : { pty }) }, callback)) return;
+      taken?.close();
       const x11Options = display === undefined ? {} : { x11: { single: false, protocol: MIT_COOKIE, cookie: display.fakeCookie, screen: display.screen } };
       if (pty === undefined) client.exec(command, { env, ...x11Options }, callback);
       else client.exec(command, { env, pty, ...x11Options }, callback);
     });
+  };
   return {
     endpoint,
     fingerprint,

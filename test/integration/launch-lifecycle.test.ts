@@ -5,7 +5,12 @@ import assert from 'node:assert/strict';
 import { existsSync, rmdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
+import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+import ssh2 from 'ssh2';
+import { loadOrCreateIdentity } from '../../src/peer/identity.js';
+import { parseEndpoint } from '../../src/transport/ssh-client.js';
+import { openSessionAhead } from '../../src/transport/session-ahead.js';
 import { hostProcesses, IS_ROOT, setupOnce } from './helpers/ebp.js';
 import {
   cgroupMembers, clientDir, ebpIn, ebpOk, fingerprintOf, hostConfig, marker, poolCleanup, sandboxCgroupDirs, sandboxProcessesUnder,
@@ -103,6 +108,32 @@ describe('sandboxes made ahead', { skip: SKIP }, () => {
       const added = startedLines(hostA).slice(seen);
       assert.equal(added.length, 1, added.join('\n'));
       assert.match(added[0] ?? '', / app=sh spare=true$/, 'A says it ran in a spare');
+    }
+  });
+});
+
+describe('sessions opened without a command', { skip: SKIP }, () => {
+  // A pooled connection holds one open ahead (transport/session-ahead.ts); any client may open
+  // some and go away. ssh2 took such a session for a channel once minified, and the daemon died
+  // when the connection dropped (scripts/bundle.mjs repairs the check).
+  test('a client that opens sessions and goes away before any command leaves the daemon serving', { timeout: 60_000 }, async () => {
+    const identity = await loadOrCreateIdentity(direct);
+    const endpoint = parseEndpoint(hostA.endpoint, 20101);
+    for (const leave of ['ends the connection', 'drops the socket'] as const) {
+      const client = new ssh2.Client();
+      await new Promise<void>((resolve, reject) => {
+        client.once('ready', resolve).once('error', reject).connect({ host: endpoint.host, port: endpoint.port, username: 'idle', privateKey: identity.privateKey });
+      });
+      const opened = await Promise.all([openSessionAhead(client), openSessionAhead(client), openSessionAhead(client)]);
+      assert.ok(opened.every((channel) => channel !== undefined), 'the daemon accepted the sessions');
+      const gone = new Promise<void>((resolve) => { client.once('close', () => { resolve(); }); });
+      if (leave === 'ends the connection') client.end();
+      else (client as unknown as { _sock: Socket })._sock.destroy();
+      await gone;
+      await delay(300);
+      assert.ok(existsSync(`/proc/${hostA.pid}`), `the daemon is alive after a client that ${leave}`);
+      const run = await ebpIn(direct, ['run', hostA.endpoint, 'echo', 'still here'], { input: '' });
+      assert.deepEqual([run.code, run.stdout], [0, 'still here\n'], shown(run));
     }
   });
 });

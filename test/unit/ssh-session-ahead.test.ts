@@ -1,0 +1,221 @@
+// A pooled connection keeps a session channel open ahead and sends a launch's requests on it
+// without waiting for each reply (src/transport/session-ahead.ts), against a real ssh2 server
+// that records what arrives and when.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import ssh2, { type ServerChannel } from 'ssh2';
+import { EbpError } from '../../src/lib/errors.js';
+import { generateIdentity } from '../../src/peer/identity.js';
+import { KnownHosts } from '../../src/peer/known-hosts.js';
+import { connectPeer, type PeerConnection } from '../../src/transport/ssh-client.js';
+
+const { Server, utils } = ssh2;
+
+interface Seen {
+  /** What arrived, in order: 'open N', 'env N K=V', 'pty N', 'exec N CMD'. */
+  readonly events: string[];
+  /** When each event arrived (performance.now()). */
+  readonly at: Map<string, number>;
+}
+
+interface ServerPlan {
+  readonly refusePty?: boolean;
+  /** Close the first session channel this long after it opened, before any request. */
+  readonly closeFirstAfterMs?: number;
+  /** Refuse the first session channel. */
+  readonly refuseFirst?: boolean;
+}
+
+/** One-way delay of the link between client and server (a forwarding proxy). */
+const LATENCY_MS = 60;
+
+/** A request sent without want-reply gets no accept/reject functions, whatever ssh2's types say. */
+function reply(answer: (() => void) | undefined): void {
+  answer?.();
+}
+
+async function startServer(plan: ServerPlan): Promise<{ port: number; seen: Seen; close: () => Promise<void> }> {
+  const seen: Seen = { events: [], at: new Map() };
+  const record = (event: string): void => {
+    seen.events.push(event);
+    seen.at.set(event, performance.now());
+  };
+  const hostKey = utils.generateKeyPairSync('ed25519').private;
+  let sessions = 0;
+  const server = new Server({ hostKeys: [hostKey] }, (connection) => {
+    connection.on('authentication', (context) => { context.accept(); });
+    connection.on('error', () => undefined);
+    connection.on('ready', () => {
+      connection.on('session', (accept, reject) => {
+        sessions += 1;
+        const id = sessions;
+        if (id === 1 && plan.refuseFirst === true) {
+          record(`refused ${id}`);
+          reject();
+          return;
+        }
+        const session = accept();
+        record(`open ${id}`);
+        if (id === 1 && plan.closeFirstAfterMs !== undefined) {
+          // ssh2's server has no close for a session without a command: its protocol writer does.
+          const outgoing = (session as unknown as { _chanInfo: { outgoing: { id: number } } })._chanInfo.outgoing.id;
+          setTimeout(() => { (connection as unknown as { _protocol: { channelClose(id: number): void } })._protocol.channelClose(outgoing); }, plan.closeFirstAfterMs);
+        }
+        session.on('env', (acceptEnv, _reject, info) => {
+          record(`env ${id} ${info.key}=${info.val}`);
+          reply(acceptEnv);
+        });
+        // Replies go out as each request arrives, in order (RFC 4254 5.4), as ebp's server does.
+        session.on('pty', (acceptPty, rejectPty) => {
+          record(`pty ${id}`);
+          reply(plan.refusePty === true ? rejectPty : acceptPty);
+        });
+        session.on('exec', (acceptExec, _reject, info) => {
+          record(`exec ${id} ${info.command}`);
+          const channel: ServerChannel = acceptExec();
+          channel.write(`ran ${info.command}\n`);
+          channel.exit(3);
+          channel.end();
+        });
+      });
+    });
+  });
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve); });
+  const { port } = server.address() as AddressInfo;
+  // A link with latency: every chunk, both ways, is forwarded LATENCY_MS later, in order.
+  const links: Socket[] = [];
+  const proxy = createServer((near) => {
+    const far = netConnect(port, '127.0.0.1');
+    links.push(near, far);
+    const forward = (from: Socket, to: Socket): void => {
+      from.on('data', (chunk: Buffer) => { setTimeout(() => { if (!to.destroyed) to.write(chunk); }, LATENCY_MS); });
+      from.on('end', () => { setTimeout(() => { to.end(); }, LATENCY_MS); });
+      from.on('error', () => { to.destroy(); });
+    };
+    forward(near, far);
+    forward(far, near);
+  });
+  await new Promise<void>((resolve) => { proxy.listen(0, '127.0.0.1', resolve); });
+  const proxyPort = (proxy.address() as AddressInfo).port;
+  return {
+    port: proxyPort,
+    seen,
+    close: async () => {
+      for (const link of links) link.destroy();
+      await new Promise<void>((resolve) => { proxy.close(() => { resolve(); }); });
+      await new Promise<void>((resolve) => { server.close(() => { resolve(); }); });
+    },
+  };
+}
+
+async function withConnection(plan: ServerPlan, sessionsAhead: boolean, body: (connection: PeerConnection, seen: Seen) => Promise<void>): Promise<void> {
+  const server = await startServer(plan);
+  const state = mkdtempSync(join(tmpdir(), 'ebp-ahead-'));
+  let connection: PeerConnection | undefined;
+  try {
+    connection = await connectPeer({ host: '127.0.0.1', port: server.port }, {
+      identity: generateIdentity(), knownHosts: await KnownHosts.open(state), username: 'test', sessionsAhead,
+    });
+    await body(connection, server.seen);
+  } finally {
+    connection?.close();
+    await server.close();
+    rmSync(state, { recursive: true, force: true });
+  }
+}
+
+async function until(what: string, check: () => boolean): Promise<void> {
+  for (let waited = 0; !check(); waited += 10) {
+    if (waited > 5000) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function output(connection: PeerConnection, command: string, pty?: { term: string; cols: number; rows: number }): Promise<{ out: string; code: unknown }> {
+  const remote = await connection.exec(command, { env: { LANG: 'C.UTF-8' }, ...(pty === undefined ? {} : { pty }) });
+  let out = '';
+  remote.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+  remote.stdin.end();
+  const exit = await remote.exit;
+  return { out, code: exit.kind === 'code' ? exit.code : exit.kind };
+}
+
+const PTY = { term: 'xterm', cols: 100, rows: 30 };
+
+test('a pooled connection launches on a session opened ahead, its requests sent without waiting', { timeout: 30_000 }, async () => {
+  await withConnection({}, true, async (connection, seen) => {
+    await until('the session opened ahead', () => seen.events.includes('open 1'));
+    await new Promise((resolve) => setTimeout(resolve, 3 * LATENCY_MS));
+    assert.deepEqual(seen.events, ['open 1'], 'one idle session, no request on it yet');
+    const began = performance.now();
+    const result = await output(connection, 'first', PTY);
+    const took = performance.now() - began;
+    assert.deepEqual(result, { out: 'ran first\n', code: 3 });
+    assert.deepEqual(seen.events, ['open 1', 'env 1 LANG=C.UTF-8', 'pty 1', 'exec 1 first']);
+    // exec left with pty: it came in together with it, not a round trip (2 x LATENCY_MS) later.
+    const gap = (seen.at.get('exec 1 first') ?? 0) - (seen.at.get('pty 1') ?? 0);
+    assert.ok(gap < LATENCY_MS / 2, `exec came ${gap.toFixed(1)} ms after pty`);
+    // Requests there, replies, output and status back: one round trip, not three.
+    assert.ok(took < 4 * LATENCY_MS, `the launch took ${took.toFixed(0)} ms`);
+    // The next one is opened as the launch's channel closes, and serves the next launch.
+    await until('the next session opened ahead', () => seen.events.includes('open 2'));
+    const second = await output(connection, 'second');
+    assert.deepEqual(second, { out: 'ran second\n', code: 3 });
+    assert.deepEqual(seen.events.slice(4), ['open 2', 'env 2 LANG=C.UTF-8', 'exec 2 second']);
+  });
+});
+
+test('without sessions ahead (a one-shot connection), each request waits for the reply before it', { timeout: 30_000 }, async () => {
+  await withConnection({}, false, async (connection, seen) => {
+    await new Promise((resolve) => setTimeout(resolve, 3 * LATENCY_MS));
+    assert.deepEqual(seen.events, [], 'nothing is opened before a launch');
+    const result = await output(connection, 'only', PTY);
+    assert.deepEqual(result, { out: 'ran only\n', code: 3 });
+    assert.deepEqual(seen.events, ['open 1', 'env 1 LANG=C.UTF-8', 'pty 1', 'exec 1 only']);
+    const gap = (seen.at.get('exec 1 only') ?? 0) - (seen.at.get('pty 1') ?? 0);
+    assert.ok(gap >= 2 * LATENCY_MS - 5, `exec came ${gap.toFixed(1)} ms after pty`);
+  });
+});
+
+test('a refused terminal fails that launch only; the next one runs', { timeout: 30_000 }, async () => {
+  await withConnection({ refusePty: true }, true, async (connection, seen) => {
+    await until('the session opened ahead', () => seen.events.includes('open 1'));
+    await assert.rejects(output(connection, 'refused', PTY), (error: unknown) => error instanceof EbpError && error.code === 'SESSION_BROKEN' && /pseudo-terminal/.test(error.message));
+    const next = await output(connection, 'plain');
+    assert.deepEqual(next, { out: 'ran plain\n', code: 3 });
+  });
+});
+
+test('a session the peer closed while it waited is not used', { timeout: 30_000 }, async () => {
+  await withConnection({ closeFirstAfterMs: 10 }, true, async (connection, seen) => {
+    await until('the session opened ahead', () => seen.events.includes('open 1'));
+    await new Promise((resolve) => setTimeout(resolve, 4 * LATENCY_MS));
+    const result = await output(connection, 'after');
+    assert.deepEqual(result, { out: 'ran after\n', code: 3 });
+    assert.ok(seen.events.includes('exec 2 after'), seen.events.join(', '));
+  });
+});
+
+test('a peer that refuses the session opened ahead: the launch opens its own', { timeout: 30_000 }, async () => {
+  await withConnection({ refuseFirst: true }, true, async (connection, seen) => {
+    await until('the refusal', () => seen.events.includes('refused 1'));
+    const result = await output(connection, 'own');
+    assert.deepEqual(result, { out: 'ran own\n', code: 3 });
+    assert.deepEqual(seen.events.slice(0, 3), ['refused 1', 'open 2', 'env 2 LANG=C.UTF-8']);
+  });
+});
+
+test('launches started together each get a channel of their own', { timeout: 30_000 }, async () => {
+  await withConnection({}, true, async (connection, seen) => {
+    await until('the session opened ahead', () => seen.events.includes('open 1'));
+    const results = await Promise.all(['a', 'b', 'c'].map(async (name) => output(connection, name)));
+    assert.deepEqual(results, ['a', 'b', 'c'].map((name) => ({ out: `ran ${name}\n`, code: 3 })));
+    const execs = seen.events.filter((event) => event.startsWith('exec '));
+    assert.equal(new Set(execs.map((event) => event.split(' ')[1])).size, 3, `one session each: ${execs.join(', ')}`);
+  });
+});
