@@ -9,6 +9,7 @@ import { buildBwrapArgs, FD } from '../src/sandbox/bwrap-args.js';
 import type { SandboxEngine } from '../src/sandbox/engine.js';
 import { buildPolicy } from '../src/sandbox/request.js';
 import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
+import { ebpCommand } from './proc.js';
 import { summarize, type Summary } from './stats.js';
 
 export interface CommandResult {
@@ -135,11 +136,11 @@ export function benchCli(engine: SandboxEngine, options: { root: string; runs: n
     const tick = new Int32Array(new SharedArrayBuffer(4));
     for (let waited = 0; waited < 15_000 && !existsSync(socketPath); waited += 50) Atomics.wait(tick, 0, 0, 50);
     const candidates: { name: string; argv: string[] }[] = [
-      { name: 'ebp sandbox -- true', argv: [join(options.root, 'bin', 'ebp'), 'sandbox', '--no-daemon', '--', 'true'] },
-      ...(existsSync(socketPath) ? [{ name: 'ebp sandbox -- true, daemon running', argv: [join(options.root, 'bin', 'ebp'), '--state-dir', daemonState, 'sandbox', '--', 'true'] }] : []),
+      { name: 'ebp sandbox -- true', argv: [ebpCommand(options.root), 'sandbox', '--no-daemon', '--', 'true'] },
+      ...(existsSync(socketPath) ? [{ name: 'ebp sandbox -- true, daemon running', argv: [ebpCommand(options.root), '--state-dir', daemonState, 'sandbox', '--', 'true'] }] : []),
       { name: 'node -e 0', argv: [process.execPath, '-e', '0'] },
       // Node start-up plus loading ebp's modules, nothing else: the price of the CLI's imports.
-      { name: 'ebp --help', argv: [join(options.root, 'bin', 'ebp'), '--help'] },
+      { name: 'ebp --help', argv: [ebpCommand(options.root), '--help'] },
       { name: 'raw bwrap (ebp argv)', argv: ['/bin/sh', script] },
       { name: 'sh + setpriv + true', argv: ['/bin/sh', wrapperScript] },
       { name: 'firejail --noprofile', argv: [...dropPrivileges, 'firejail', '--noprofile', '--quiet', 'true'] },

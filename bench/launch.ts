@@ -27,7 +27,7 @@ import { statePaths } from '../src/config/paths.js';
 import { callDaemon } from '../src/control/client.js';
 import { summarize, type Summary } from './stats.js';
 import { descendants } from './system.js';
-import { freePort, must, prepareLoginUser, run } from './proc.js';
+import { ebpCommand, freePort, must, prepareLoginUser, run } from './proc.js';
 
 export interface LaunchOptions {
   readonly root: string;
@@ -205,7 +205,7 @@ class Fixture {
     this.dir = mkdtempSync('/tmp/ebp-bench-launch-');
     // The bench user reads authorized_keys and its home from here.
     chmodSync(this.dir, 0o755);
-    this.ebp = join(root, 'bin', 'ebp');
+    this.ebp = ebpCommand(root);
   }
 
   path(...parts: string[]): string {
@@ -229,7 +229,7 @@ class Fixture {
     }
   }
 
-  /** bin/ebp itself, as a person runs it (its `#!/usr/bin/env node` hop included). */
+  /** The `ebp` command itself, as a person runs it (ebpCommand: package.json's `bin`). */
   ebpArgs(state: string, ...args: string[]): string[] {
     return [this.ebp, '--state-dir', this.path(state), ...args];
   }

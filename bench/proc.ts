@@ -1,7 +1,7 @@
 // Small process and port helpers shared by the benchmarks that start real servers (sshd, Xvfb,
 // daemons): run a command to completion, insist that it succeeds, pick a free loopback port.
 import { spawnSync } from 'node:child_process';
-import { chownSync, cpSync, mkdirSync, readdirSync } from 'node:fs';
+import { chownSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -28,6 +28,16 @@ export function run(argv: readonly string[], options: RunOptions = {}): RunResul
   // With stdout ignored, spawnSync gives null there, whatever its typings say.
   const text = (value: string | null): string => value ?? '';
   return { status: result.status, stdout: text(result.stdout), stderr: text(result.stderr), error: result.error };
+}
+
+/**
+ * The `ebp` command as a person runs it: package.json's `bin`, dist/bin/ebp (the build writes it
+ * with this machine's node in its first line); bin/ebp when that is not built.
+ */
+export function ebpCommand(root: string): string {
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin?: { ebp?: unknown } };
+  const declared = typeof manifest.bin?.ebp === 'string' ? join(root, manifest.bin.ebp) : undefined;
+  return declared !== undefined && existsSync(declared) ? declared : join(root, 'bin', 'ebp');
 }
 
 /** stdout of a command that must succeed; otherwise an error naming WHAT with its output. */

@@ -296,8 +296,9 @@ async function main(): Promise<void> {
   if (options.parts.size === 0) return; // --only pool: bench/pool.ts below does all
   // bin/ebp runs the modules, not the bundles, when a bundle is older than them (a `tsc` after
   // the last `node scripts/bundle.mjs`): a bench would then time a start that no build ships.
-  const newest = statSync(join(ROOT, 'dist', 'src', 'cli', 'main.js')).mtimeMs;
-  if (['ebp.cjs', 'ebp-run.cjs', 'ebp-sandbox.cjs'].some((name) => (statSync(join(ROOT, 'dist', name), { throwIfNoEntry: false })?.mtimeMs ?? 0) < newest)) {
+  // The same for dist/bin/ebp, the `ebp` command, made from bin/ebp.
+  const newest = Math.max(statSync(join(ROOT, 'dist', 'src', 'cli', 'main.js')).mtimeMs, statSync(join(ROOT, 'bin', 'ebp')).mtimeMs);
+  if (['ebp.cjs', 'ebp-run.cjs', 'ebp-sandbox.cjs', join('bin', 'ebp')].some((name) => (statSync(join(ROOT, 'dist', name), { throwIfNoEntry: false })?.mtimeMs ?? 0) < newest)) {
     process.stderr.write('bench: the bundles are older than the compiled modules: rebuilding them (node scripts/bundle.mjs)\n');
     const bundled = spawnSync(process.execPath, [join(ROOT, 'scripts', 'bundle.mjs')], { stdio: 'inherit' });
     if (bundled.status !== 0) throw new Error('node scripts/bundle.mjs failed');

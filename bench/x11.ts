@@ -20,7 +20,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { round, summarize, type Summary } from './stats.js';
-import { freePort, must, prepareLoginUser, run } from './proc.js';
+import { ebpCommand, freePort, must, prepareLoginUser, run } from './proc.js';
 import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
 
 const HOST = '127.0.0.1';
@@ -310,7 +310,7 @@ export async function benchX11(options: X11BenchOptions): Promise<X11BenchResult
   for (const tool of ['/usr/bin/Xvfb', '/usr/bin/xauth', '/usr/bin/xeyes', '/usr/bin/x11perf', '/usr/bin/xdpyinfo', '/usr/sbin/sshd', '/usr/bin/ssh', '/usr/bin/setpriv']) {
     if (!existsSync(tool)) return empty(`${tool} is not installed`);
   }
-  const fixture = new Fixture(join(options.root, 'bin', 'ebp'));
+  const fixture = new Fixture(ebpCommand(options.root));
   const onExit = (): void => { fixture.cleanUp(); };
   process.once('exit', onExit);
   const notes: string[] = [];

@@ -2,7 +2,7 @@
 // bin/ebp starts with V8's code cache. The native parts stay files: koffi is loaded from
 // node_modules; ssh2's crypto binding (and cpu-features') are copied next to the bundle.
 import { build } from 'esbuild';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -165,3 +165,40 @@ await buildInPlace({
   entryPoints: [join(root, 'dist', 'src', 'cli', 'code-cache.js')],
   outfile: join(root, 'dist', 'ebp-start.cjs'),
 });
+
+/**
+ * dist/bin/ebp, the `ebp` command (package.json's `bin`): bin/ebp for this machine, in two ways.
+ * - Its first line names the node that ran this build: bin/ebp's `#!/usr/bin/env node` finds node
+ *   on PATH, which costs every command an exec of env and a PATH search, about 1.4 ms. A node path
+ *   the kernel cannot take as an interpreter line (blanks, too long) keeps env.
+ * - The code-cache starter (dist/ebp-start.cjs) is inside it, not loaded with require(): Node's
+ *   module loader finds, reads and wraps it in about 0.4 ms.
+ * bin/ebp stays the portable entry (scripts and tests run it with node). Its folder has bin/ebp's
+ * package.json, which makes it CommonJS.
+ */
+const launcher = (await readFile(join(root, 'bin', 'ebp'), 'utf8')).split('\n');
+const starterCode = await readFile(join(root, 'dist', 'ebp-start.cjs'), 'utf8');
+const ENV_LINE = '#!/usr/bin/env node';
+const DIST_LINE = "const dist = join(__dirname, '..', 'dist');";
+const START_LINE = "const started = existsSync(starter) ? require(starter).runBundle(join(dist, 'ebp.cjs'), modules, argv) : 'missing';";
+if (launcher[0] !== ENV_LINE || [DIST_LINE, START_LINE].some((wanted) => launcher.filter((line) => line === wanted).length !== 1)) {
+  throw new Error(`bin/ebp changed: expected "${ENV_LINE}" first, then once each "${DIST_LINE}" and "${START_LINE}" (scripts/bundle.mjs makes dist/bin/ebp from it)`);
+}
+const direct = /^\/[^\s]{1,200}$/.test(process.execPath);
+launcher[0] = [
+  direct ? `#!${process.execPath}` : ENV_LINE,
+  '// Made by scripts/bundle.mjs from bin/ebp, with dist/ebp-start.cjs inside (see bin/ebp).',
+].join('\n');
+launcher[launcher.indexOf(DIST_LINE)] = [
+  "const dist = join(__dirname, '..');",
+  'const starterModule = { exports: {} };',
+  `((module, exports) => {\n${starterCode}\n})(starterModule, starterModule.exports);`,
+].join('\n');
+launcher[launcher.indexOf(START_LINE)] = "const started = starterModule.exports.runBundle(join(dist, 'ebp.cjs'), modules, argv);";
+const launcherDir = join(root, 'dist', 'bin');
+await mkdir(launcherDir, { recursive: true });
+await writeFile(join(launcherDir, 'package.json'), await readFile(join(root, 'bin', 'package.json')));
+const temporaryLauncher = join(launcherDir, `ebp.${process.pid}.tmp`);
+await writeFile(temporaryLauncher, launcher.join('\n'));
+await chmod(temporaryLauncher, 0o755);
+await rename(temporaryLauncher, join(launcherDir, 'ebp'));

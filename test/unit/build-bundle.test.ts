@@ -79,3 +79,22 @@ test('the run command\'s bundle holds no SSH library; it loads the dial bundle, 
     rmSync(scratch, { recursive: true, force: true });
   }
 });
+
+test('the `ebp` command (package.json\'s bin) is bin/ebp with this node on its first line and the starter inside', () => {
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: { ebp: string } };
+  const command = join(root, manifest.bin.ebp);
+  assert.equal(command, join(dist, 'bin', 'ebp'));
+  const text = readFileSync(command, 'utf8');
+  assert.equal(text.split('\n')[0], `#!${process.execPath}`, 'node named directly, no /usr/bin/env hop');
+  assert.ok(!text.includes('require(starter)'), 'the code-cache starter is not loaded through require()');
+  assert.equal(statSync(command).mode & 0o111, 0o111, 'executable');
+  // Run directly (through its first line), it is the same command as bin/ebp.
+  const direct = spawnSync(command, ['--version'], { encoding: 'utf8' });
+  const portable = spawnSync(process.execPath, [join(root, 'bin', 'ebp'), '--version'], { encoding: 'utf8' });
+  assert.equal(direct.status, 0, direct.stderr);
+  assert.equal(direct.stdout, portable.stdout);
+  assert.match(direct.stdout, /^ebp \d+\.\d+\.\d+\n$/);
+  const help = spawnSync(command, ['run', '--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /^Usage: ebp run /);
+});
