@@ -20,10 +20,21 @@ export interface AttachOptions {
   readonly terminal: boolean;
   /** Descriptors the local daemon reads and writes itself: not read or written here. */
   readonly taken?: StdioTaken;
+  /**
+   * This process ends with the app's status (`ebp run`): when there is nothing to restore or
+   * flush here (no terminal, the daemon took all three descriptors), it exits the moment the
+   * status comes in, not a few promise turns later.
+   */
+  readonly exitWithStatus?: boolean;
 }
 
 export async function attach(remote: RemoteProcess, options: AttachOptions): Promise<{ status: number; exit: RemoteExit }> {
   const taken = options.taken;
+  if (options.exitWithStatus === true && !options.terminal && taken?.stdin === true && taken.stdout && taken.stderr) {
+    remote.onExitKnown?.((exit) => {
+      if (exit.kind !== 'broken') process.exit(exitStatus(exit));
+    });
+  }
   const cleanups: (() => void)[] = [];
   if (options.terminal && isatty(0)) {
     const { stdin, stdout } = process;
@@ -52,21 +63,23 @@ export async function attach(remote: RemoteProcess, options: AttachOptions): Pro
   try {
     const exit = await remote.exit;
     // The status can overtake the last output still queued behind a slow reader: let the
-    // output streams end first (as the daemon's relay does), but never wait long. Nothing to
-    // wait for (the daemon writes the output itself, or it has all come): no timer either.
+    // output streams end first (as the daemon's relay does). The exit came after both EOFs, so
+    // they end once read, however slowly; a broken session is given a second. Nothing to wait
+    // for (the daemon writes the output itself, or it has all come): no timer either.
     const outputs = [taken?.stdout === true ? undefined : remote.stdout, taken?.stderr === true ? undefined : remote.stderr]
       .filter((stream): stream is Readable => stream !== undefined && !stream.readableEnded && !stream.destroyed);
     if (outputs.length > 0) {
-      await Promise.race([
-        Promise.all(outputs.map(async (stream) => {
-          await new Promise<void>((resolve) => {
-            stream.once('end', resolve);
-            stream.once('close', resolve);
-          });
-        })),
-        new Promise((resolve) => setTimeout(resolve, 1000).unref()),
-      ]);
+      const ended = Promise.all(outputs.map(async (stream) => {
+        await new Promise<void>((resolve) => {
+          stream.once('end', resolve);
+          stream.once('close', resolve);
+        });
+      }));
+      await (exit.kind === 'broken' ? Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 1000).unref())]) : ended);
     }
+    // Node writes to a pipe asynchronously: what it still holds is lost if the process exits
+    // now (`ebp run` exits at once). Wait until the reader has taken it.
+    await Promise.all([taken?.stdout === true ? undefined : process.stdout, taken?.stderr === true ? undefined : process.stderr].map(flushed));
     return { status: exitStatus(exit), exit };
   } finally {
     for (const cleanup of cleanups.reverse()) cleanup();
@@ -75,4 +88,13 @@ export async function attach(remote: RemoteProcess, options: AttachOptions): Pro
       process.stdin.pause();
     }
   }
+}
+
+/** Resolves once everything written to `stream` so far is out (at once when nothing waits). */
+async function flushed(stream: NodeJS.WriteStream | undefined): Promise<void> {
+  if (stream === undefined || stream.writableLength === 0 || !stream.writable) return;
+  await new Promise<void>((resolve) => {
+    // A write's callback runs after every earlier one is done (or failed: the reader went away).
+    stream.write(Buffer.alloc(0), () => { resolve(); });
+  });
 }

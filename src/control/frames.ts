@@ -68,6 +68,7 @@ export function framedProcess(socket: Socket, leftover: Buffer): RemoteProcess {
   const stderr = new Readable({ read: () => socket.resume() });
   const stdin = frameWriter(socket, Frame.stdin, () => socket.write(encodeFrame(Frame.stdinEnd)));
   const decoder = new FrameDecoder();
+  const exitListeners: ((exit: RemoteExit) => void)[] = [];
   const exit = new Promise<RemoteExit>((resolve) => {
     let result: RemoteExit | undefined;
     const onData = (chunk: Buffer): void => {
@@ -85,10 +86,12 @@ export function framedProcess(socket: Socket, leftover: Buffer): RemoteProcess {
         else if (type === Frame.exit) {
           // The daemon's last frame (it ends the socket with it): the launch is over now, not
           // only once the socket's close has come round the event loop.
-          result = JSON.parse(payload.toString()) as RemoteExit;
+          const ended = JSON.parse(payload.toString()) as RemoteExit;
+          result = ended;
           stdout.push(null);
           stderr.push(null);
-          resolve(result);
+          resolve(ended);
+          for (const listener of exitListeners.splice(0)) listener(ended);
         }
       }
     };
@@ -115,6 +118,9 @@ export function framedProcess(socket: Socket, leftover: Buffer): RemoteProcess {
       socket.destroy();
     },
     exit,
+    onExitKnown(listener) {
+      exitListeners.push(listener);
+    },
   };
 }
 
@@ -199,8 +205,13 @@ export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: 
     stream.once('end', resolve);
     stream.once('close', resolve);
   }));
+  const cliGone = new Promise<void>((resolve) => { socket.once('close', () => { resolve(); }); });
   return remote.exit.then(async (exit) => {
-    await Promise.race([Promise.all(outputs), new Promise((resolve) => setTimeout(resolve, 1000))]);
+    // All of the output goes before the status, however slowly the CLI's reader takes it: the
+    // exit came after both EOFs, so the streams end once read. Only a CLI that went away, or a
+    // broken session (then within a second), cuts it short.
+    const cut = exit.kind === 'broken' ? [cliGone, new Promise((resolve) => setTimeout(resolve, 1000))] : [cliGone];
+    await Promise.race([Promise.all(outputs), ...cut]);
     if (local !== undefined) {
       // Everything written to the caller's terminal or pipe before the status reaches the CLI
       // (its shell prints the prompt next), and no more of its input read.

@@ -17,6 +17,11 @@ export interface RemoteProcess {
   /** Ends the session from this side. */
   close(): void;
   readonly exit: Promise<RemoteExit>;
+  /**
+   * Calls `listener` with how it ended the moment that is known, in the same turn (`exit`
+   * settles a turn or more later). Where a process has it (a launch relayed by the local daemon).
+   */
+  readonly onExitKnown?: (listener: (exit: RemoteExit) => void) => void;
 }
 
 /** The parts of ssh2's client channel that signal() needs once our side has sent EOF. */

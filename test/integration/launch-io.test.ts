@@ -3,13 +3,14 @@
 // stdout intact, and no environment beyond the locale. Each through both client paths: the CLI
 // dialling the peer itself (no local daemon) and the CLI relayed by its own daemon.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { inheritableDescriptors } from '../../src/lib/descriptors.js';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
 import {
-  clientDir, EBP, ebpIn, hostConfig, inTerminal, pipeThrough, poolCleanup, sessionsOf, sha256, shown, startDaemon, startIn, trustClient, waitUntil,
+  baseEnv, clientDir, EBP, ebpIn, hostConfig, inTerminal, pipeThrough, poolCleanup, sessionsOf, sha256, shown, startDaemon, startIn, trustClient, waitUntil,
   type PoolDaemon,
 } from './helpers/pool.js';
 
@@ -104,6 +105,20 @@ describe('arguments are inert data', { skip: SKIP }, () => {
 });
 
 describe('exit statuses and signals', { skip: SKIP }, () => {
+  // With stdin, stdout and stderr all on /dev/null the local daemon takes all three, and `ebp run`
+  // exits the moment the status comes in (cli/attach.ts): the same statuses as through pipes.
+  test('every descriptor on /dev/null, relayed: the statuses are the ones that come through pipes', { timeout: 60_000 }, async () => {
+    const commands = [['true'], ['sh', '-c', 'exit 7'], ['sh', '-c', 'kill -TERM $$'], ['not-shared-here']];
+    for (const command of commands) {
+      const argv = ['--state-dir', relayB.stateDir, 'run', hostA.endpoint, ...command];
+      const quiet = spawnSync(process.execPath, [EBP, ...argv], { stdio: 'ignore', timeout: 30_000, env: baseEnv() });
+      const piped = await ebpIn(relayB.stateDir, argv.slice(2));
+      assert.equal(quiet.status, piped.code, `${command.join(' ')}: ${shown(piped)}`);
+    }
+    const statuses = await Promise.all(commands.slice(0, 3).map(async (command) => (await ebpIn(relayB.stateDir, ['run', hostA.endpoint, ...command])).code));
+    assert.deepEqual(statuses, [0, 7, 143]);
+  });
+
   test('the app\'s exit status comes back: sh -c "exit 7" → 7', { timeout: 60_000 }, async () => {
     for (const [path, client] of paths) {
       const result = await ebpIn(client, ['run', hostA.endpoint, 'sh', '-c', 'exit 7']);
@@ -341,6 +356,28 @@ describe('a reader that goes away', { skip: SKIP }, () => {
       });
       assert.equal(stdout.replace(/ /g, ''), 'y\ny\n1000\n', path);
       assert.ok(Date.now() - began < 30_000, `${path}: took ${Date.now() - began} ms`);
+    }
+  });
+
+  // Node writes to a pipe asynchronously: the output it still held when `ebp run` exited was lost.
+  // (A pipe, as a shell makes it: Node's own child stdio would be a socket pair.)
+  test('a slow reader on a pipe still gets every byte: ebp waits for it before exiting', { timeout: 120_000 }, async () => {
+    const { execFile } = await import('node:child_process');
+    // 3 MiB at about 1 MB/s: the app is done long before the reader, and more than the SSH
+    // window (2 MiB) is still on its way when the status comes.
+    const SIZE = 3 * 1024 * 1024;
+    const SLOW = 'import os, time\nn = 0\nwhile True:\n    b = os.read(0, 16384)\n    if not b: break\n    n += len(b)\n    time.sleep(0.015)\nprint(n)';
+    const SCRIPT = '"$NODE" "$EBP" --state-dir "$STATE" run "$PEER" sh -c "head -c $SIZE /dev/zero" | python3 -c "$SLOW"; echo "status ${PIPESTATUS[0]}"';
+    for (const [path, client] of paths) {
+      for (let round = 0; round < 2; round += 1) {
+        const stdout = await new Promise<string>((resolve, reject) => {
+          execFile('/bin/bash', ['-c', SCRIPT], {
+            env: { ...baseEnv(), NODE: process.execPath, EBP, STATE: client, PEER: hostA.endpoint, SLOW, SIZE: String(SIZE) },
+            timeout: 60_000, killSignal: 'SIGKILL',
+          }, (error, out) => { if (error !== null) reject(new Error(`${path}: ${error.message}`)); else resolve(out); });
+        });
+        assert.equal(stdout, `${SIZE}\nstatus 0\n`, `${path}, round ${round + 1}`);
+      }
     }
   });
 });

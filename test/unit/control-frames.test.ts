@@ -55,6 +55,31 @@ test('the status counts from the exit frame, before the socket closes', { timeou
   server.close();
 });
 
+test('onExitKnown hears the status in the turn its frame arrives, before `exit` settles', { timeout: 10_000 }, async () => {
+  const { client, server } = await pair((socket) => {
+    socket.write(encodeFrame(Frame.stdout, 'last words'));
+    socket.end(encodeFrame(Frame.exit, JSON.stringify({ kind: 'code', code: 7 })));
+  });
+  const remote = framedProcess(client, Buffer.alloc(0));
+  const order: string[] = [];
+  let out = '';
+  remote.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+  void remote.exit.then(() => { order.push('exit settled'); });
+  const heard = await new Promise<unknown>((resolve) => {
+    remote.onExitKnown?.((exit) => {
+      order.push('heard');
+      // Same turn: no promise callback has run yet, and the output before it has been delivered.
+      queueMicrotask(() => { order.push('next microtask'); });
+      resolve({ exit, out });
+    });
+  });
+  assert.deepEqual(heard, { exit: { kind: 'code', code: 7 }, out: 'last words' });
+  await remote.exit;
+  assert.deepEqual(order, ['heard', 'exit settled', 'next microtask']);
+  client.destroy();
+  server.close();
+});
+
 test('frames already read with the answer count; a socket closed without a status is a broken session', async () => {
   const { client, server } = await pair((socket) => {
     socket.end();

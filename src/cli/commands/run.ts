@@ -141,7 +141,9 @@ async function runOnPeer(context: CommandContext, hooks: RunHooks = {}): Promise
   }
   hooks.watch?.(launch.remote);
   try {
-    const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined, ...(launch.taken === undefined ? {} : { taken: launch.taken }) });
+    // `ebp run` ends with the app's status (main.ts: exitAtOnce); with hooks, they run first.
+    const exitWithStatus = hooks.watch === undefined && hooks.onBroken === undefined;
+    const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined, exitWithStatus, ...(launch.taken === undefined ? {} : { taken: launch.taken }) });
     if (exit.kind === 'broken') {
       context.stderr.write(`ebp: ${exit.message}\n`);
       await hooks.onBroken?.(exit.message);
