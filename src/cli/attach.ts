@@ -7,6 +7,7 @@
 import type { Readable } from 'node:stream';
 import { isatty } from 'node:tty';
 import type { StdioTaken } from '../control/caller-stdio.js';
+import { writesDone } from '../lib/streams.js';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
 
 export function localTerminal(): { term: string; cols: number; rows: number } | undefined {
@@ -79,7 +80,7 @@ export async function attach(remote: RemoteProcess, options: AttachOptions): Pro
     }
     // Node writes to a pipe asynchronously: what it still holds is lost if the process exits
     // now (`ebp run` exits at once). Wait until the reader has taken it.
-    await Promise.all([taken?.stdout === true ? undefined : process.stdout, taken?.stderr === true ? undefined : process.stderr].map(flushed));
+    await Promise.all([taken?.stdout === true ? undefined : writesDone(process.stdout), taken?.stderr === true ? undefined : writesDone(process.stderr)]);
     return { status: exitStatus(exit), exit };
   } finally {
     for (const cleanup of cleanups.reverse()) cleanup();
@@ -88,13 +89,4 @@ export async function attach(remote: RemoteProcess, options: AttachOptions): Pro
       process.stdin.pause();
     }
   }
-}
-
-/** Resolves once everything written to `stream` so far is out (at once when nothing waits). */
-async function flushed(stream: NodeJS.WriteStream | undefined): Promise<void> {
-  if (stream === undefined || stream.writableLength === 0 || !stream.writable) return;
-  await new Promise<void>((resolve) => {
-    // A write's callback runs after every earlier one is done (or failed: the reader went away).
-    stream.write(Buffer.alloc(0), () => { resolve(); });
-  });
 }

@@ -2,11 +2,12 @@
 // request names an app and its arguments, which become a launch in a fresh sandbox. Works with
 // ebp's own client and with OpenSSH's `ssh -p PORT HOST APP`.
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import type { Duplex, Writable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import ssh2, { type AuthContext, type Connection, type PseudoTtyInfo, type ServerChannel, type Session as SshSession } from 'ssh2';
 import { parseX11Request, type X11Forwarding, type X11Request } from '../display/x11-host.js';
 import { DISPLAY_ENV, parseDisplayRequest, type VncDisplay } from '../display/vnc.js';
 import { EbpError } from '../lib/errors.js';
+import { writesDone } from '../lib/streams.js';
 import { fingerprintOf } from '../peer/keys.js';
 import type { LaunchService, PeerIdentity, Session } from '../host/launch.js';
 import { splitShellWords } from './shell-words.js';
@@ -450,13 +451,8 @@ export class SshServer {
  */
 async function outputSent(channel: ServerChannel, gone: AbortSignal): Promise<boolean> {
   if (gone.aborted) return false;
-  // A write's callback runs only after every earlier write on that stream has gone out.
-  const flushed = (stream: Writable): Promise<void> => new Promise((resolve) => {
-    if (!stream.writable) resolve();
-    else stream.write(Buffer.alloc(0), () => { resolve(); });
-  });
   const onGone = new Promise<void>((resolve) => { gone.addEventListener('abort', () => { resolve(); }, { once: true }); });
-  await Promise.race([Promise.all([flushed(channel), flushed(channel.stderr)]), onGone]);
+  await Promise.race([Promise.all([writesDone(channel), writesDone(channel.stderr)]), onGone]);
   return !gone.aborted;
 }
 

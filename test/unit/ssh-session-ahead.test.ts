@@ -8,11 +8,12 @@ import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import ssh2, { type ServerChannel } from 'ssh2';
+import ssh2, { type ClientChannel, type ServerChannel } from 'ssh2';
 import { EbpError } from '../../src/lib/errors.js';
 import { generateIdentity } from '../../src/peer/identity.js';
 import { KnownHosts } from '../../src/peer/known-hosts.js';
 import { connectPeer, type PeerConnection } from '../../src/transport/ssh-client.js';
+import { execAhead, openSessionAhead, sessionsAheadWork } from '../../src/transport/session-ahead.js';
 
 const { Server, utils } = ssh2;
 
@@ -218,4 +219,26 @@ test('launches started together each get a channel of their own', { timeout: 30_
     const execs = seen.events.filter((event) => event.startsWith('exec '));
     assert.equal(new Set(execs.map((event) => event.split(' ')[1])).size, 3, `one session each: ${execs.join(', ')}`);
   });
+});
+
+test('an ssh2 without the internals used here: nothing is opened ahead, nothing sent, ssh2\'s exec is the way', { timeout: 30_000 }, async () => {
+  const stranger = new ssh2.Client();
+  for (const field of ['_chanMgr', '_protocol']) Object.defineProperty(stranger, field, { value: undefined });
+  assert.equal(sessionsAheadWork(stranger), false);
+  assert.equal(await openSessionAhead(stranger), undefined);
+  const channel = { _callbacks: [], outgoing: { id: 0, state: 'open' }, close: () => undefined } as unknown as ClientChannel;
+  assert.equal(execAhead(stranger, channel, { command: 'x', env: {} }, () => { throw new Error('must not be called'); }), false);
+  // A connected client, but a channel object of another shape: refused as well.
+  const server = await startServer({});
+  const real = new ssh2.Client();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      real.once('ready', resolve).once('error', reject).connect({ host: '127.0.0.1', port: server.port, username: 'test', privateKey: generateIdentity().privateKey });
+    });
+    assert.equal(sessionsAheadWork(real), true, 'positive control: this ssh2 has them');
+    assert.equal(execAhead(real, {} as unknown as ClientChannel, { command: 'x', env: {} }, () => { throw new Error('must not be called'); }), false);
+  } finally {
+    real.end();
+    await server.close();
+  }
 });
