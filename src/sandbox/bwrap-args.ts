@@ -1,7 +1,7 @@
 // The policy → bwrap argv translation. Pure: no I/O, so that every mount and namespace decision
 // is unit-tested. The runner supplies the file descriptors listed in the returned plan.
 import { SFTP_FD } from '../files/stage.js';
-import { generateEtc, HOST_ETC_ALWAYS, HOST_ETC_NETWORK } from './etc.js';
+import { generateEtc, hostEtcEntries } from './etc.js';
 import type { HostLayout } from './host-layout.js';
 import { SANDBOX_USER, SANDBOX_X11, SMALL_TMPFS_SIZE, type SandboxPolicy } from './policy.js';
 
@@ -21,7 +21,7 @@ export const FD = {
   sftp: SFTP_FD,
   /** A prepared sandbox (sandbox/prepared.ts) reads its command here: PREPARED_SHIM. */
   command: 9,
-  /** First of the generated /etc files. */
+  /** First of the generated /etc files, then the host /etc files copied (BwrapContext.copiedEtc). */
   firstData: 10,
 } as const;
 
@@ -82,6 +82,11 @@ export interface BwrapContext {
   readonly prepared?: { readonly prefix: readonly string[] };
   /** Resolver address for /etc/resolv.conf when the policy has network access. */
   readonly dnsAddress?: string;
+  /**
+   * Host /etc entries given as open descriptors (etc.ts openHostEtcFiles), in this order after
+   * the generated files' descriptors: bwrap copies them. The other entries are bound.
+   */
+  readonly copiedEtc?: readonly string[];
 }
 
 export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): BwrapPlan {
@@ -113,12 +118,17 @@ export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): Bw
   tmpfs('/etc', '0755', SMALL_TMPFS_SIZE);
   const etcOptions = { hostname: policy.hostname, network: policy.network };
   const etc = generateEtc(context.dnsAddress === undefined ? etcOptions : { ...etcOptions, dnsAddress: context.dnsAddress });
+  // Files, not bind mounts: each bind costs bwrap a read of the whole mount table (etc.ts).
   for (const file of etc) {
-    add('--perms', '0644', '--ro-bind-data', FD.firstData + dataFiles.length, file.path);
+    add('--perms', '0644', '--file', FD.firstData + dataFiles.length, file.path);
     dataFiles.push(file.content);
   }
-  const hostEtc = policy.network === 'nat' ? [...HOST_ETC_ALWAYS, ...HOST_ETC_NETWORK] : HOST_ETC_ALWAYS;
-  for (const name of hostEtc) add('--ro-bind-try', `/etc/${name}`, `/etc/${name}`);
+  const copied = context.copiedEtc ?? [];
+  for (const name of hostEtcEntries(policy.network)) {
+    const index = copied.indexOf(name);
+    if (index >= 0) add('--perms', '0644', '--file', FD.firstData + etc.length + index, `/etc/${name}`);
+    else add('--ro-bind-try', `/etc/${name}`, `/etc/${name}`);
+  }
 
   // Kernel interfaces: a new /proc for the new pid namespace, a minimal /dev with its own devpts.
   add('--proc', '/proc', '--dev', '/dev');

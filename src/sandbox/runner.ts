@@ -8,7 +8,8 @@ import { FILES_SETUP_EXIT, filesPrefix, filesTools, joinSftp } from '../files/st
 import { EbpError } from '../lib/errors.js';
 import { randomHex } from '../lib/random.js';
 import { formatSize } from '../lib/units.js';
-import { buildBwrapArgs, FD, LAUNCHER_SHIM } from './bwrap-args.js';
+import { buildBwrapArgs, FD, LAUNCHER_SHIM, type BwrapPlan } from './bwrap-args.js';
+import { hostEtcEntries, openHostEtcFiles } from './etc.js';
 import type { CgroupStats, SandboxCgroup } from './cgroup/index.js';
 import { defaultEngine, type SandboxEngine } from './engine.js';
 import { attachNat, natAddresses, type NatHandle } from './network.js';
@@ -170,15 +171,23 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
   const dnsAddress = policy.network === 'nat' ? natAddresses(engine.natCidr).dns : undefined;
   // With a terminal, setsid makes it the command's controlling terminal.
   const ctty = options.terminal === true ? ['/usr/bin/setsid', '--ctty', '--'] : [];
-  const context = dnsAddress === undefined ? { layout: engine.layout } : { layout: engine.layout, dnsAddress };
-  const plan = prepared
-    ? buildBwrapArgs(policy, { ...context, prepared: { prefix: ctty } })
-    : buildBwrapArgs(policy.command[0] === undefined ? policy : { ...policy, command: [...ctty, ...policy.command] }, context);
-
   const isAborted = (): boolean => options.signal?.aborted === true;
   if (isAborted()) throw new EbpError('SANDBOX_SETUP_FAILED', 'the launch was cancelled before it started');
+  // The host /etc files bwrap copies: opened here, closed right after the spawn (the child has
+  // its own descriptors then), or on any failure before it.
+  const copied = openHostEtcFiles(hostEtcEntries(policy.network));
+  let plan: BwrapPlan;
   let cgroup: SandboxCgroup | undefined;
-  if (engine.cgroups !== undefined) cgroup = await engine.cgroups.create(`s-${id}`, policy.limits);
+  try {
+    const context = { layout: engine.layout, copiedEtc: copied.names, ...(dnsAddress === undefined ? {} : { dnsAddress }) };
+    plan = prepared
+      ? buildBwrapArgs(policy, { ...context, prepared: { prefix: ctty } })
+      : buildBwrapArgs(policy.command[0] === undefined ? policy : { ...policy, command: [...ctty, ...policy.command] }, context);
+    if (engine.cgroups !== undefined) cgroup = await engine.cgroups.create(`s-${id}`, policy.limits);
+  } catch (error) {
+    copied.close();
+    throw error;
+  }
 
   const stdio: StdioOptions = [
     options.stdin ?? 'inherit', options.stdout ?? 'inherit', options.stderr ?? 'inherit',
@@ -186,6 +195,7 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
     options.sftp === undefined ? 'ignore' : 'pipe',
     prepared ? 'pipe' : 'ignore',
     ...plan.dataFiles.map(() => 'pipe' as const),
+    ...copied.fds,
   ];
   // Order matters: the launcher joins the cgroup, then the files prefix makes its namespaces
   // and mounts, then bwrap; everything of the launch is in the cgroup.
@@ -201,6 +211,8 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
   } catch (error) {
     await cgroup?.close();
     throw new EbpError('SANDBOX_SETUP_FAILED', `cannot start bwrap: ${String(error)}`, { cause: error });
+  } finally {
+    copied.close();
   }
 
   const pipe = (fd: number): Readable & Writable => child.stdio[fd] as Readable & Writable;

@@ -7,8 +7,8 @@
 // sandbox-limits.test.ts.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, realpathSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -110,6 +110,35 @@ test('02 /usr and /bin are read-only: create, append, chmod, unlink give EROFS',
   }
   // Opening an existing host file for writing fails on its permissions first (owner is host root).
   assert.equal(r['append'], 'EACCES');
+  assert.equal(r['ro'], 'True');
+});
+
+// 2b ------------------------------------------------------------------------------------------
+test('02b /etc: the host files copied in are the host\'s bytes, and no /etc file can be changed (EROFS)', T, async () => {
+  // The copies are owned by the sandbox's user, so only the read-only mount stops a write.
+  const names = ['ld.so.cache', 'os-release', 'services', 'passwd', 'hostname'];
+  const r = probeOk(await inside(py`
+    import hashlib
+    for n in sys.argv[1:]:
+        p = '/etc/' + n
+        out('sha ' + n, hashlib.sha256(open(p, 'rb').read()).hexdigest() if os.path.exists(p) else 'ENOENT')
+        out('write ' + n, tryf(lambda: open(p, 'w')))
+        out('append ' + n, tryf(lambda: open(p, 'ab')))
+        out('chmod ' + n, tryf(lambda: os.chmod(p, 0o666)))
+        out('unlink ' + n, tryf(lambda: os.unlink(p)))
+    out('create', tryf(lambda: open('/etc/ebp-probe', 'w')))
+    out('ro', os.statvfs('/etc').f_flag & os.ST_RDONLY != 0)
+  `, { args: names }));
+  for (const name of ['ld.so.cache', 'os-release', 'services']) {
+    if (!existsSync(`/etc/${name}`)) continue;
+    assert.equal(r[`sha ${name}`], createHash('sha256').update(readFileSync(`/etc/${name}`)).digest('hex'), name);
+  }
+  // The generated ones are the sandbox's own, not the host's.
+  assert.notEqual(r['sha passwd'], createHash('sha256').update(readFileSync('/etc/passwd')).digest('hex'));
+  for (const name of names) {
+    for (const attack of ['write', 'append', 'chmod', 'unlink']) assert.equal(r[`${attack} ${name}`], 'EROFS', `${attack} ${name}`);
+  }
+  assert.equal(r['create'], 'EROFS');
   assert.equal(r['ro'], 'True');
 });
 

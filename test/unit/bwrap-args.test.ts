@@ -69,16 +69,35 @@ test('no host /etc secrets, no /sys, no host sockets are ever bound', () => {
 
 test('generated /etc files are passed on descriptors, resolv.conf and certificates only with network', () => {
   const none = buildBwrapArgs(policy(), { layout: merged });
-  const paths = (plan: typeof none): string[] => plan.args.filter((_, i) => plan.args[i - 2] === '--ro-bind-data');
+  const paths = (plan: typeof none): string[] => plan.args.filter((_, i) => plan.args[i - 2] === '--file');
   assert.deepEqual(paths(none), ['/etc/passwd', '/etc/group', '/etc/hostname', '/etc/hosts', '/etc/nsswitch.conf', '/etc/machine-id']);
   assert.equal(none.dataFiles.length, 6);
-  assert.ok(hasSequence(none.args, '--ro-bind-data', String(FD.firstData), '/etc/passwd'));
+  // Copied into the /etc tmpfs (read-only at the end), not bind-mounted.
+  assert.ok(hasSequence(none.args, '--perms', '0644', '--file', String(FD.firstData), '/etc/passwd'));
+  assert.ok(!none.args.includes('--ro-bind-data') && !none.args.includes('--bind-data'));
+  assert.ok(none.args.indexOf('--remount-ro') > none.args.indexOf('/etc/machine-id'));
   assert.match(none.dataFiles[0] ?? '', /^root:x:0:0:.*\nebp:x:1000:1000:/);
   assert.ok(!none.args.includes('/etc/ssl'));
   const nat = buildBwrapArgs(policy({ network: 'nat' }), { layout: merged, dnsAddress: '198.18.254.3' });
   assert.ok(paths(nat).includes('/etc/resolv.conf'));
   assert.ok(nat.dataFiles.includes('nameserver 198.18.254.3\n'));
   assert.ok(hasSequence(nat.args, '--ro-bind-try', '/etc/ssl', '/etc/ssl'));
+});
+
+test('host /etc files given as descriptors are copied after the generated ones; the rest stay bound', () => {
+  const plain = buildBwrapArgs(policy(), { layout: merged });
+  assert.ok(hasSequence(plain.args, '--ro-bind-try', '/etc/ld.so.cache', '/etc/ld.so.cache'));
+  const plan = buildBwrapArgs(policy(), { layout: merged, copiedEtc: ['ld.so.cache', 'localtime'] });
+  const first = FD.firstData + plan.dataFiles.length;
+  assert.ok(hasSequence(plan.args, '--perms', '0644', '--file', String(first), '/etc/ld.so.cache'));
+  assert.ok(hasSequence(plan.args, '--perms', '0644', '--file', String(first + 1), '/etc/localtime'));
+  assert.ok(!hasSequence(plan.args, '--ro-bind-try', '/etc/ld.so.cache'));
+  // Folders and files not given stay bind mounts; nothing is both.
+  assert.ok(hasSequence(plan.args, '--ro-bind-try', '/etc/fonts', '/etc/fonts'));
+  assert.ok(hasSequence(plan.args, '--ro-bind-try', '/etc/services', '/etc/services'));
+  assert.equal(plan.args.filter((arg) => arg === '/etc/localtime').length, 1);
+  // A name outside the allow-list is never placed, whatever is given.
+  assert.ok(!buildBwrapArgs(policy(), { layout: merged, copiedEtc: ['shadow'] }).args.includes('/etc/shadow'));
 });
 
 test('machine-id is random per sandbox', () => {
@@ -154,7 +173,7 @@ test('the person\'s files: each mount binds a subpath of the stage into the home
 
 test('the data files start after the SFTP and command descriptors', () => {
   assert.deepEqual(new Set([FD.sftp, FD.command, FD.firstData]).size, 3);
-  assert.ok(hasSequence(buildBwrapArgs(policy(), { layout: merged }).args, '--ro-bind-data', String(FD.firstData)));
+  assert.ok(hasSequence(buildBwrapArgs(policy(), { layout: merged }).args, '--file', String(FD.firstData)));
 });
 
 test('a prepared sandbox runs the waiting shim (its prefix first) and none of the policy\'s command; its mounts are the same', () => {
