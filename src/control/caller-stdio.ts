@@ -180,3 +180,23 @@ export function openCallerStdio(socket: Socket, want: StdioTaken): CallerStdio {
     },
   };
 }
+
+/**
+ * One CallerStdio from two opened apart (the daemon opens the caller's output while its launch
+ * request travels, its input only once the launch runs): each stream from the one that has it.
+ */
+export function combineCallerStdio(first: CallerStdio, second: CallerStdio): CallerStdio {
+  const stdin = first.stdin ?? second.stdin;
+  const stdout = first.stdout ?? second.stdout;
+  const stderr = first.stderr ?? second.stderr;
+  return {
+    taken: { stdin: stdin !== undefined, stdout: stdout !== undefined, stderr: stderr !== undefined },
+    ...(stdin === undefined ? {} : { stdin }),
+    ...(stdout === undefined ? {} : { stdout }),
+    ...(stderr === undefined ? {} : { stderr }),
+    destroy() {
+      first.destroy();
+      second.destroy();
+    },
+  };
+}
