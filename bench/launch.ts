@@ -17,7 +17,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
@@ -485,7 +484,7 @@ export const NAMES = {
   master: 'ssh host true (ControlMaster, warm)',
   curve: 'ssh host true (fresh, -o KexAlgorithms=curve25519-sha256)',
   node: 'node -e 0',
-  imports: 'node + the modules `ebp run` loads (nothing run)',
+  imports: 'ebp run --help (the CLI\'s start-up: its code, no connection)',
 } as const;
 
 const ECHO = {
@@ -744,8 +743,9 @@ export async function benchLaunch(options: LaunchOptions): Promise<LaunchResult>
       // ms of CPU; ssh2, and so ebp, use curve25519.
       { name: NAMES.curve, argv: [...fixture.sshBase(), '-o', 'KexAlgorithms=curve25519-sha256', target, 'true'] },
       { name: NAMES.node, argv: [process.execPath, '-e', '0'] },
-      // Diagnostic: Node plus the imports of `ebp run` (the CLI's entry and the run command), no work.
-      { name: NAMES.imports, argv: [process.execPath, '--input-type=module', '-e', `await import(${JSON.stringify(pathToFileURL(join(options.root, 'dist', 'src', 'cli', 'main.js')).href)}); await import(${JSON.stringify(pathToFileURL(join(options.root, 'dist', 'src', 'cli', 'commands', 'run.js')).href)});`] },
+      // Diagnostic: the command as run above, up to the point where it would connect: its entry,
+      // the run command's bundle with its code cache, argument parsing.
+      { name: NAMES.imports, argv: fixture.ebpArgs('B', 'run', '--help') },
     ], options);
     const find = (name: string): Summary | undefined => results.find((result) => result.name === name)?.ms;
     const cold = pair(find(NAMES.cold), find(NAMES.ssh));
@@ -898,7 +898,7 @@ export function launchDetail(result: LaunchResult): string {
     lines.push('| step | median | p90 |');
     lines.push('|---|---|---|');
     const step = (name: string, summary: Summary): void => { lines.push(`| ${name} | ${ms(summary.median)} | ${ms(summary.p90)} |`); };
-    if (imports !== undefined && node !== undefined) lines.push(`| CLI start-up beyond Node: the modules \`ebp run\` loads (hyperfine, the two commands above) | ${ms(imports.median - node.median)} | ${ms(imports.p90 - node.p90)} |`);
+    if (imports !== undefined && node !== undefined) lines.push(`| CLI start-up beyond Node: \`ebp run --help\` − \`node -e 0\` (hyperfine, the two commands above) | ${ms(imports.median - node.median)} | ${ms(imports.p90 - node.p90)} |`);
     step('warm: control socket → daemon B → channel on the pooled connection → exec accepted by A', split.warmAnswer);
     step('warm: … → sandbox on A runs `true` → exit frame back (total)', split.warmTotal);
     step(`warm: the same path with the \`ebp:ping\` query instead of a sandbox (total${split.pingFailures.length === 0 ? '' : `; ${split.pingFailures.length} of ${split.runs + 3} failed: ${split.pingFailures[0] ?? ''}`})`, split.warmPing);

@@ -45,18 +45,22 @@ export function localeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, 
 export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec, display?: Promise<LocalDisplay | undefined>): Promise<PeerLaunch> {
   // A failed connection is the error to report; the display's own failure then goes unheard.
   display?.catch(() => undefined);
-  const socket = await connectControl(controlSocketPath(paths.runtimeDir));
+  // The daemon opens this process's stdin/stdout/stderr itself where it can (its answer says
+  // which): their bytes then skip this process.
+  const request = (x11?: LocalDisplay): string => `${JSON.stringify({ op: 'run', params: { ...spec, ...(x11 === undefined ? {} : { x11 }), callerStdio: true } })}\n`;
+  // Without a display to wait for, the request goes out with the connection.
+  const socket = await connectControl(controlSocketPath(paths.runtimeDir), display === undefined ? request() : undefined);
   if (socket !== undefined) {
-    let x11: LocalDisplay | undefined;
-    try {
-      x11 = await display;
-    } catch (error) {
-      socket.destroy();
-      throw error;
+    if (display !== undefined) {
+      let x11: LocalDisplay | undefined;
+      try {
+        x11 = await display;
+      } catch (error) {
+        socket.destroy();
+        throw error;
+      }
+      socket.write(request(x11));
     }
-    // The daemon opens this process's stdin/stdout/stderr itself where it can (its answer says
-    // which): their bytes then skip this process.
-    socket.write(`${JSON.stringify({ op: 'run', params: { ...spec, ...(x11 === undefined ? {} : { x11 }), callerStdio: true } })}\n`);
     const { answer, leftover } = await readAnswer(socket);
     const result = throwIfError(answer) as { stdio?: Partial<StdioTaken> } | undefined;
     socket.resume();

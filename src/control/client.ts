@@ -10,16 +10,24 @@ export function controlSocketPath(runtimeDir: string): string {
 }
 
 /** Connects, or resolves undefined when no daemon listens there. */
-export async function connectControl(path: string): Promise<Socket | undefined> {
+export async function connectControl(path: string, firstLine?: string): Promise<Socket | undefined> {
   // Nothing there: no daemon, known without a socket and its error (a one-shot command's start).
   if (!existsSync(path)) return undefined;
   return new Promise((resolve, reject) => {
     const socket = connect(path);
+    // Sent with the connection rather than after it: the daemon starts on it while this process
+    // still waits for its connect event (a fresh process spends a fifth of a millisecond there).
+    // If there is no daemon after all, the write fails with the connection, unseen.
+    if (firstLine !== undefined) socket.write(firstLine);
+    let settled = false;
     socket.once('connect', () => {
+      settled = true;
       socket.removeAllListeners('error');
       resolve(socket);
     });
-    socket.once('error', (error: NodeJS.ErrnoException) => {
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
       if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') resolve(undefined);
       else reject(new EbpError('DAEMON_NOT_RUNNING', `cannot talk to the local daemon at ${path}: ${error.message}`, { cause: error }));
     });

@@ -2,12 +2,16 @@
 // sandbox with it within 2 s, also when its own daemon relayed the launch; a host killed outright
 // leaves no sandbox process behind and the client exits 255 with a clear message.
 import assert from 'node:assert/strict';
-import { existsSync, rmdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import ssh2 from 'ssh2';
+import { statePaths } from '../../src/config/paths.js';
+import { controlSocketPath } from '../../src/control/client.js';
 import { loadOrCreateIdentity } from '../../src/peer/identity.js';
 import { parseEndpoint } from '../../src/transport/ssh-client.js';
 import { openSessionAhead } from '../../src/transport/session-ahead.js';
@@ -109,6 +113,22 @@ describe('sandboxes made ahead', { skip: SKIP }, () => {
       assert.equal(added.length, 1, added.join('\n'));
       assert.match(added[0] ?? '', / app=sh spare=true$/, 'A says it ran in a spare');
     }
+  });
+});
+
+describe('a control socket left by a killed daemon', { skip: SKIP }, () => {
+  test('`ebp run` (which sends its request with the connection) dials the peer itself, stdin intact', { timeout: 60_000 }, async () => {
+    const client = clientDir('stale');
+    await trustClient(hostA, client);
+    const socketPath = controlSocketPath(statePaths({ stateDir: client }).runtimeDir);
+    mkdirSync(dirname(socketPath), { recursive: true, mode: 0o700 });
+    // A daemon killed outright leaves its socket file: nobody listens on it any more.
+    const listener = spawnSync(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    assert.equal(listener.signal, 'SIGKILL');
+    assert.ok(statSync(socketPath).isSocket(), 'the socket file stays');
+    const run = await ebpIn(client, ['run', hostA.endpoint, 'sh', '-c', 'cat; echo " and back"'], { input: 'through' });
+    assert.equal(run.code, 0, shown(run));
+    assert.equal(run.stdout, 'through and back\n', shown(run));
   });
 });
 

@@ -12,10 +12,15 @@ import type { RemoteProcess } from '../../transport/remote-process.js';
 import type { LocalDisplay } from '../../display/x11-local.js';
 
 /** The display to forward, with its cookie made; undefined without DISPLAY or with --no-x11. */
-async function x11For(context: CommandContext): Promise<LocalDisplay | undefined> {
-  const { args } = context;
+/** The display being prepared for the launch; undefined (not a promise) when it has none. */
+function x11For(context: CommandContext): Promise<LocalDisplay | undefined> | undefined {
   const display = process.env['DISPLAY'];
-  if (flag(args, 'no-x11') || display === undefined || display === '') return undefined;
+  if (flag(context.args, 'no-x11') || display === undefined || display === '') return undefined;
+  return prepareX11(context, display);
+}
+
+async function prepareX11(context: CommandContext, display: string): Promise<LocalDisplay | undefined> {
+  const { args } = context;
   const trusted = flag(args, 'trusted-x11');
   if (trusted) {
     context.stderr.write('ebp: warning: --trusted-x11 gives the app full access to your display: it can read the whole screen and every window, log your keystrokes, and type or click into your other windows\n');
