@@ -1,7 +1,7 @@
 // The sandbox's own /etc: generated files (users, host name, resolver) plus a short allow-list of
 // host files that programs need to start. Nothing else of the host's /etc is visible: no shadow,
 // no ssh keys, no sudoers, no host users.
-import { closeSync, constants, fstatSync, openSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { randomHex } from '../lib/random.js';
 import { SANDBOX_USER, type NetworkPolicy } from './policy.js';
 
@@ -71,6 +71,11 @@ export interface CopiedEtcFiles {
 /** Above this, a bind mount is cheaper than the copy. */
 export const MAX_COPIED_ETC_BYTES = 256 * 1024;
 
+/** A regular file everyone may read, small enough to copy. */
+function copyable(stats: Stats): boolean {
+  return stats.isFile() && (stats.mode & 0o004) !== 0 && stats.size <= MAX_COPIED_ETC_BYTES;
+}
+
 /** A file whose path was checked, known by its device and inode: a replaced file is checked again. */
 const checkedPaths = new Map<string, { readonly dev: number; readonly ino: number }>();
 
@@ -79,31 +84,39 @@ export function openHostEtcFiles(entries: readonly string[], etcDir = '/etc', al
   const fds: number[] = [];
   for (const name of entries) {
     const path = `${etcDir}/${name}`;
+    // Looked at before it is opened: a device or FIFO put there is never opened at all.
+    let seen: Stats;
+    try {
+      seen = statSync(path);
+    } catch {
+      continue;
+    }
+    if (!copyable(seen)) continue;
+    const known = checkedPaths.get(path);
+    if (known?.dev !== seen.dev || known.ino !== seen.ino) {
+      try {
+        const real = realpathSync(path);
+        const target = statSync(real);
+        if (!allowedRoots.some((root) => real.startsWith(root)) || target.dev !== seen.dev || target.ino !== seen.ino) continue;
+      } catch {
+        continue;
+      }
+      checkedPaths.set(path, { dev: seen.dev, ino: seen.ino });
+    }
     let fd: number;
     try {
-      // Non-blocking: a FIFO put there must not hang the daemon (it is then refused below).
       fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
     } catch {
       continue;
     }
-    let keep = false;
+    let opened: Stats | undefined;
     try {
-      const stats = fstatSync(fd);
-      if (stats.isFile() && (stats.mode & 0o004) !== 0 && stats.size <= MAX_COPIED_ETC_BYTES) {
-        const known = checkedPaths.get(path);
-        if (known?.dev === stats.dev && known.ino === stats.ino) keep = true;
-        else {
-          const real = realpathSync(path);
-          // In an allowed place, and the file opened (not one swapped in since).
-          const target = statSync(real);
-          keep = allowedRoots.some((root) => real.startsWith(root)) && target.ino === stats.ino && target.dev === stats.dev;
-          if (keep) checkedPaths.set(path, { dev: stats.dev, ino: stats.ino });
-        }
-      }
+      opened = fstatSync(fd);
     } catch {
-      keep = false;
+      opened = undefined;
     }
-    if (keep) {
+    // The file looked at, not one swapped in since.
+    if (opened !== undefined && copyable(opened) && opened.dev === seen.dev && opened.ino === seen.ino) {
       names.push(name);
       fds.push(fd);
     } else {
