@@ -5,11 +5,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { buildBwrapArgs, FD } from '../src/sandbox/bwrap-args.js';
+import { FD } from '../src/sandbox/bwrap-args.js';
 import type { SandboxEngine } from '../src/sandbox/engine.js';
 import { buildPolicy } from '../src/sandbox/request.js';
 import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
 import { ebpCommand } from './proc.js';
+import { rawPlan } from './raw-bwrap.js';
 import { summarize, type Summary } from './stats.js';
 
 export interface CommandResult {
@@ -44,15 +45,22 @@ function quote(word: string): string {
 
 /**
  * ebp's argv for `true` as a stand-alone script: the seccomp program comes from a file on fd 3,
- * the generated /etc files become --ro-bind of temp files (same mount count; their --perms go,
- * bwrap only takes --perms before operations that create files), the shim's ready fd 6 goes to
- * /dev/null, and the cgroup/status handshake (--json-status-fd, --block-fd) is dropped.
+ * the generated /etc files from temp files and the copied host /etc files from the files
+ * themselves, each on the descriptor the argv names (as the runner gives them); the shim's ready
+ * fd 6 goes to /dev/null, and the cgroup/status handshake (--json-status-fd, --block-fd) is dropped.
  */
 function rawScript(engine: SandboxEngine, dir: string, wrapper: readonly string[]): string {
   const policy = buildPolicy({ command: ['true'] }, engine.identity);
-  const plan = buildBwrapArgs(policy, { layout: engine.layout });
+  const plan = rawPlan(engine, policy);
   const seccompFile = join(dir, 'seccomp.bpf');
   writeFileSync(seccompFile, engine.seccomp, { mode: 0o644 });
+  const redirects = [`${FD.seccomp}<${quote(seccompFile)}`, `${FD.ready}>/dev/null`];
+  plan.dataFiles.forEach((content, index) => {
+    const file = join(dir, `data-${FD.firstData + index}`);
+    writeFileSync(file, content, { mode: 0o644 });
+    redirects.push(`${FD.firstData + index}<${quote(file)}`);
+  });
+  plan.copiedEtc.forEach((name, index) => { redirects.push(`${FD.firstData + plan.dataFiles.length + index}<${quote(`/etc/${name}`)}`); });
   const args: string[] = [];
   const source = plan.args;
   for (let index = 0; index < source.length; index += 1) {
@@ -65,23 +73,11 @@ function rawScript(engine: SandboxEngine, dir: string, wrapper: readonly string[
       index += 1;
       continue;
     }
-    if (word === '--perms' && source[index + 2] === '--ro-bind-data') {
-      index += 1;
-      continue;
-    }
-    if (word === '--ro-bind-data') {
-      const fd = Number(source[index + 1]);
-      const target = source[index + 2] ?? '';
-      const file = join(dir, `data-${fd}`);
-      writeFileSync(file, plan.dataFiles[fd - FD.firstData] ?? '', { mode: 0o644 });
-      args.push('--ro-bind', file, target);
-      index += 2;
-      continue;
-    }
     args.push(word);
   }
   const line = ['exec', ...wrapper, engine.bwrap, ...args].map(quote).join(' ');
-  return `#!/bin/sh\n# raw bwrap with ebp's mounts and seccomp, no cgroup (written by bench/cli.ts)\n${line} ${FD.seccomp}<${quote(seccompFile)} ${FD.ready}>/dev/null\n`;
+  // bash: its redirections take descriptors above 9 (dash's stop at 9).
+  return `#!/bin/bash\n# raw bwrap with ebp's mounts and seccomp, no cgroup (written by bench/cli.ts)\n${line} ${redirects.join(' ')}\n`;
 }
 
 function lxcConfig(): string {
@@ -141,7 +137,7 @@ export function benchCli(engine: SandboxEngine, options: { root: string; runs: n
       { name: 'node -e 0', argv: [process.execPath, '-e', '0'] },
       // Node start-up plus loading ebp's modules, nothing else: the price of the CLI's imports.
       { name: 'ebp --help', argv: [ebpCommand(options.root), '--help'] },
-      { name: 'raw bwrap (ebp argv)', argv: ['/bin/sh', script] },
+      { name: 'raw bwrap (ebp argv)', argv: ['/bin/bash', script] },
       { name: 'sh + setpriv + true', argv: ['/bin/sh', wrapperScript] },
       { name: 'firejail --noprofile', argv: [...dropPrivileges, 'firejail', '--noprofile', '--quiet', 'true'] },
     ];

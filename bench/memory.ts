@@ -5,12 +5,11 @@
 // among their users, so the sum over N sandboxes is what they really cost in user memory.
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { buildBwrapArgs } from '../src/sandbox/bwrap-args.js';
 import type { SandboxEngine } from '../src/sandbox/engine.js';
 import type { SandboxPolicy } from '../src/sandbox/policy.js';
 import { buildPolicy } from '../src/sandbox/request.js';
 import { startSandbox, type SandboxHandle } from '../src/sandbox/runner.js';
-import { spawnRawBwrap, type RawSandbox } from './raw-bwrap.js';
+import { rawPlan, spawnRawBwrap, type RawSandbox } from './raw-bwrap.js';
 import { descendants, processMemory, rssKiB, type ProcEntry } from './system.js';
 
 export interface MemorySample {
@@ -123,7 +122,7 @@ export async function benchMemory(engine: SandboxEngine, options: { count: numbe
     return stats.reduce((total, entry) => total + (entry?.memoryCurrentBytes ?? 0), 0);
   });
 
-  const plan = buildBwrapArgs(policy, { layout: engine.layout });
+  const plan = rawPlan(engine, policy);
   const raw = await measure<RawSandbox>(
     options.count,
     async () => {

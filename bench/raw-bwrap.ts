@@ -1,16 +1,31 @@
 // The anchor: bwrap with exactly ebp's argv (from buildBwrapArgs), spawned from the same Node
 // process with the same descriptors (numbers from bwrap-args' FD table) — the seccomp program,
 // --json-status-fd (read, as ebp does), --block-fd (released at once: nothing to do in between),
-// the launch shim's ready pipe and the generated /etc files — as the same unprivileged user. What
-// it leaves out is exactly ebp's own work around bwrap: the per-sandbox cgroup (create, limits,
-// join before exec, stats, kill/remove) and anything the runner puts in front of bwrap for it,
-// the sandbox id, timers and the exit classification.
+// the launch shim's ready pipe, the generated /etc files and the host /etc files it copies — as
+// the same unprivileged user. What it leaves out is exactly ebp's own work around bwrap: the
+// per-sandbox cgroup (create, limits, join before exec, stats, kill/remove) and anything the
+// runner puts in front of bwrap for it, the sandbox id, timers and the exit classification.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 
 import * as bwrapArgs from '../src/sandbox/bwrap-args.js';
-import { FD, type BwrapPlan } from '../src/sandbox/bwrap-args.js';
+import { buildBwrapArgs, FD, type BwrapPlan } from '../src/sandbox/bwrap-args.js';
 import type { SandboxEngine } from '../src/sandbox/engine.js';
+import { hostEtcEntries, openHostEtcFiles } from '../src/sandbox/etc.js';
+import type { SandboxPolicy } from '../src/sandbox/policy.js';
+
+/** ebp's argv for a policy, with the host /etc files it copies (as the runner gives them). */
+export interface RawPlan extends BwrapPlan {
+  /** Host /etc entries opened for each spawn and passed after the data files. */
+  readonly copiedEtc: readonly string[];
+}
+
+/** The plan the runner would make for `policy` on this host (the same files copied). */
+export function rawPlan(engine: SandboxEngine, policy: SandboxPolicy): RawPlan {
+  const probe = openHostEtcFiles(hostEtcEntries(policy.network));
+  probe.close();
+  return { ...buildBwrapArgs(policy, { layout: engine.layout, copiedEtc: probe.names }), copiedEtc: probe.names };
+}
 
 export interface RawSandbox {
   readonly child: ChildProcess;
@@ -45,17 +60,29 @@ function bwrapFds(plan: BwrapPlan): Set<number> {
  * With `launcher`, bwrap is started behind the runner's launcher shim exactly as the runner does,
  * released at once (no cgroup to join): the shim's own cost, separated from the cgroup's.
  */
-export function spawnRawBwrap(engine: SandboxEngine, plan: BwrapPlan, env: Readonly<Record<string, string>>, launcher?: Launcher): RawSandbox {
+export function spawnRawBwrap(engine: SandboxEngine, plan: RawPlan, env: Readonly<Record<string, string>>, launcher?: Launcher): RawSandbox {
   const used = bwrapFds(plan);
   if (launcher !== undefined) used.add(launcher.fd);
-  const last = Math.max(...used) + 1;
-  const stdio: StdioOptions = Array.from({ length: last }, (_, fd) => (used.has(fd) ? 'pipe' : 'ignore'));
+  // Opened per spawn, as the runner does: bwrap reads each to its end.
+  const copied = openHostEtcFiles(plan.copiedEtc);
+  if (copied.names.join('\0') !== plan.copiedEtc.join('\0')) {
+    copied.close();
+    throw new Error(`the host's /etc files changed since the plan was made: ${copied.names.join(' ')}`);
+  }
+  const firstCopied = FD.firstData + plan.dataFiles.length;
+  const last = Math.max(...used, firstCopied - 1) + 1;
+  const stdio: StdioOptions = [...Array.from({ length: last }, (_, fd) => (used.has(fd) ? 'pipe' as const : 'ignore' as const)), ...copied.fds];
   const [program, args] = launcher === undefined ? [engine.bwrap, plan.args] : ['/bin/sh', ['-c', launcher.shim, 'ebp-launch', engine.bwrap, ...plan.args]];
-  const child = spawn(program, args, {
-    stdio,
-    env: { ...env },
-    ...(engine.identity.switchUser ? { uid: engine.identity.uid, gid: engine.identity.gid } : {}),
-  });
+  let child: ChildProcess;
+  try {
+    child = spawn(program, args, {
+      stdio,
+      env: { ...env },
+      ...(engine.identity.switchUser ? { uid: engine.identity.uid, gid: engine.identity.gid } : {}),
+    });
+  } finally {
+    copied.close();
+  }
   const pipe = (fd: number): Readable & Writable => child.stdio[fd] as Readable & Writable;
   for (const fd of used) pipe(fd).on('error', () => undefined);
   pipe(FD.seccomp).end(engine.seccomp);
@@ -83,7 +110,7 @@ export function spawnRawBwrap(engine: SandboxEngine, plan: BwrapPlan, env: Reado
 }
 
 /** Spawn-to-exit of one raw bwrap run; rejects when the command did not exit 0. */
-export async function runRawBwrap(engine: SandboxEngine, plan: BwrapPlan, env: Readonly<Record<string, string>>, launcher?: Launcher): Promise<void> {
+export async function runRawBwrap(engine: SandboxEngine, plan: RawPlan, env: Readonly<Record<string, string>>, launcher?: Launcher): Promise<void> {
   const code = await spawnRawBwrap(engine, plan, env, launcher).closed;
   if (code !== 0) throw new Error(`raw bwrap exited with status ${code}`);
 }

@@ -7,13 +7,12 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { buildBwrapArgs } from '../src/sandbox/bwrap-args.js';
 import type { CgroupManager, SandboxCgroup } from '../src/sandbox/cgroup/index.js';
 import type { SandboxEngine } from '../src/sandbox/engine.js';
 import { DEFAULT_LIMITS } from '../src/sandbox/policy.js';
 import { buildPolicy } from '../src/sandbox/request.js';
 import { runSandbox, startSandbox } from '../src/sandbox/runner.js';
-import { runnerLauncher, runRawBwrap } from './raw-bwrap.js';
+import { rawPlan, runnerLauncher, runRawBwrap } from './raw-bwrap.js';
 import { summarize, type Summary } from './stats.js';
 
 export interface SpawnResult {
@@ -195,7 +194,7 @@ async function timeEbp(engine: SandboxEngine, policy: Parameters<typeof runSandb
 
 export async function benchSpawn(engine: SandboxEngine, options: { iterations: number; warmup: number }): Promise<SpawnResult> {
   const policy = buildPolicy({ command: ['true'] }, engine.identity);
-  const plan = buildBwrapArgs(policy, { layout: engine.layout });
+  const plan = rawPlan(engine, policy);
   const timeRaw = async (): Promise<number> => {
     const began = performance.now();
     await runRawBwrap(engine, plan, policy.env);

@@ -48,18 +48,7 @@ export function hostEtcEntries(network: NetworkPolicy): readonly string[] {
   return network === 'nat' ? [...HOST_ETC_ALWAYS, ...HOST_ETC_NETWORK] : HOST_ETC_ALWAYS;
 }
 
-/**
- * Host /etc files handed to bwrap as open descriptors, which it copies into the sandbox's /etc
- * (`--file`), instead of bind mounts. A bind mount costs bwrap a read of the whole mount table
- * (it looks for the new mount in it), and every mount makes the next read longer: with the
- * allow-list's fifteen files bound, a sandbox took a third longer to set up. Copies of files
- * this small cost less than that.
- *
- * The daemon opens them, not the sandbox's user, so only what that user could read anyway is
- * copied: regular files readable by everyone, whose real path is in /etc or /usr (a symbolic link
- * elsewhere, into a closed folder, say, is left to the bind mount, which opens it as that user).
- * Larger files, folders and the rest are bound as before.
- */
+/** Host /etc files opened for the sandbox to copy (openHostEtcFiles). */
 export interface CopiedEtcFiles {
   /** The entries opened, in the order of `fds`. */
   readonly names: readonly string[];
@@ -79,6 +68,18 @@ function copyable(stats: Stats): boolean {
 /** A file whose path was checked, known by its device and inode: a replaced file is checked again. */
 const checkedPaths = new Map<string, { readonly dev: number; readonly ino: number }>();
 
+/**
+ * Host /etc files handed to bwrap as open descriptors, which it copies into the sandbox's /etc
+ * (`--file`), instead of bind mounts. A bind mount costs bwrap a read of the whole mount table
+ * (it looks for the new mount in it), and every mount makes the next read longer: with the
+ * allow-list's fifteen files bound, a sandbox took a third longer to set up. Copies of files
+ * this small cost less than that.
+ *
+ * The daemon opens them, not the sandbox's user, so only what that user could read anyway is
+ * copied: regular files readable by everyone, whose real path is in /etc or /usr (a symbolic link
+ * elsewhere, into a closed folder, say, is left to the bind mount, which opens it as that user).
+ * Larger files, folders and the rest are bound as before.
+ */
 export function openHostEtcFiles(entries: readonly string[], etcDir = '/etc', allowedRoots: readonly string[] = ['/etc/', '/usr/']): CopiedEtcFiles {
   const names: string[] = [];
   const fds: number[] = [];
