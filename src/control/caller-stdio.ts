@@ -168,16 +168,21 @@ export function openCallerStdio(socket: Socket, want: StdioTaken): CallerStdio {
   const stdin = want.stdin ? openInput(pid, terminalOf(pid)) : undefined;
   const stdout = want.stdout ? openOutput(pid, 1) : undefined;
   const stderr = want.stderr ? openOutput(pid, 2) : undefined;
+  return callerStdio(stdin, stdout, stderr, () => {
+    stdin?.destroy();
+    stdout?.destroy();
+    stderr?.destroy();
+  });
+}
+
+/** The streams opened, and which of the caller's descriptors that takes over. */
+function callerStdio(stdin: Readable | undefined, stdout: Writable | undefined, stderr: Writable | undefined, destroy: () => void): CallerStdio {
   return {
     taken: { stdin: stdin !== undefined, stdout: stdout !== undefined, stderr: stderr !== undefined },
     ...(stdin === undefined ? {} : { stdin }),
     ...(stdout === undefined ? {} : { stdout }),
     ...(stderr === undefined ? {} : { stderr }),
-    destroy() {
-      stdin?.destroy();
-      stdout?.destroy();
-      stderr?.destroy();
-    },
+    destroy,
   };
 }
 
@@ -186,17 +191,8 @@ export function openCallerStdio(socket: Socket, want: StdioTaken): CallerStdio {
  * request travels, its input only once the launch runs): each stream from the one that has it.
  */
 export function combineCallerStdio(first: CallerStdio, second: CallerStdio): CallerStdio {
-  const stdin = first.stdin ?? second.stdin;
-  const stdout = first.stdout ?? second.stdout;
-  const stderr = first.stderr ?? second.stderr;
-  return {
-    taken: { stdin: stdin !== undefined, stdout: stdout !== undefined, stderr: stderr !== undefined },
-    ...(stdin === undefined ? {} : { stdin }),
-    ...(stdout === undefined ? {} : { stdout }),
-    ...(stderr === undefined ? {} : { stderr }),
-    destroy() {
-      first.destroy();
-      second.destroy();
-    },
-  };
+  return callerStdio(first.stdin ?? second.stdin, first.stdout ?? second.stdout, first.stderr ?? second.stderr, () => {
+    first.destroy();
+    second.destroy();
+  });
 }
