@@ -126,7 +126,7 @@ export function buildBwrapArgs(policy: SandboxPolicy, context: BwrapContext): Bw
   const copied = context.copiedEtc ?? [];
   for (const name of hostEtcEntries(policy.network)) {
     const index = copied.indexOf(name);
-    if (index >= 0) add('--perms', '0644', '--file', FD.firstData + etc.length + index, `/etc/${name}`);
+    if (index >= 0) add('--perms', '0644', '--file', FD.firstData + dataFiles.length + index, `/etc/${name}`);
     else add('--ro-bind-try', `/etc/${name}`, `/etc/${name}`);
   }
 

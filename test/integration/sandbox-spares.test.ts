@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createEngine, type SandboxEngine } from '../../src/sandbox/engine.js';
+import { hostEtcEntries, openHostEtcFiles } from '../../src/sandbox/etc.js';
 import type { SandboxPolicy } from '../../src/sandbox/policy.js';
 import { buildPolicy, type SandboxRequest } from '../../src/sandbox/request.js';
 import { prepareSandbox, startSandbox, type SandboxHandle } from '../../src/sandbox/runner.js';
@@ -259,5 +260,35 @@ describe('spares', { skip: SKIP }, () => {
     await noneOfOurs();
     spares.refill(policy());
     assert.equal(spares.size, 0, 'none is made once closed');
+  });
+});
+
+describe('a sandbox that fails to start', { skip: SKIP }, () => {
+  const fdCount = (): number => readdirSync('/proc/self/fd').length;
+  const settle = (): Promise<void> => delay(50);
+
+  test('closes the host /etc files it opened for bwrap: bwrap missing, cgroup refused', T, async () => {
+    // Positive control: on this host some /etc files are copied, so descriptors are opened.
+    const probe = openHostEtcFiles(hostEtcEntries('none'));
+    assert.ok(probe.names.length > 0, 'no host /etc file is copied here: the test would prove nothing');
+    probe.close();
+    await settle();
+    const before = fdCount();
+
+    // bwrap cannot be run: the launcher exits 127, the launch fails as a setup failure.
+    const missing = await startSandbox(policy(), { engine: { ...engine, bwrap: '/nonexistent/bwrap' }, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' });
+    const exit = await missing.exited;
+    assert.equal(exit.reason, 'setup-failed', JSON.stringify(exit));
+
+    // The cgroup cannot be made: the start is refused before any spawn.
+    const cgroups = engine.cgroups;
+    assert.ok(cgroups !== undefined, 'this test needs the engine\'s cgroups');
+    const refusing = Object.assign(Object.create(cgroups) as typeof cgroups, {
+      create: (): Promise<never> => Promise.reject(new Error('cgroup refused (test)')),
+    });
+    await assert.rejects(startSandbox(policy(), { engine: { ...engine, cgroups: refusing }, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' }), /cgroup refused/);
+
+    await settle();
+    assert.equal(fdCount(), before, 'descriptors left open by the failed starts');
   });
 });

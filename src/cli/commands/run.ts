@@ -11,8 +11,10 @@ import { launchWithFiles } from '../dial.js';
 import type { RemoteProcess } from '../../transport/remote-process.js';
 import type { LocalDisplay } from '../../display/x11-local.js';
 
-/** The display to forward, with its cookie made; undefined without DISPLAY or with --no-x11. */
-/** The display being prepared for the launch; undefined (not a promise) when it has none. */
+/**
+ * The display to forward, its cookie being made; undefined (not a promise) without DISPLAY or
+ * with --no-x11, so that the launch request need not wait for it.
+ */
 function x11For(context: CommandContext): Promise<LocalDisplay | undefined> | undefined {
   const display = process.env['DISPLAY'];
   if (flag(context.args, 'no-x11') || display === undefined || display === '') return undefined;
