@@ -1,7 +1,7 @@
 // Runs one policy in a fresh bwrap sandbox: joins its cgroup before the command starts, attaches
 // the network when asked, reports how it ended, and tears everything down however it ends.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { close, openSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { FILES_SETUP_EXIT, filesPrefix, filesTools, joinSftp } from '../files/stage.js';
@@ -234,6 +234,7 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
   let setupError: string | undefined;
   let nat: NatHandle | undefined;
   let lastStats: CgroupStats | undefined;
+  let mounts: number | undefined;
 
   const killAll = (): void => {
     // SIGKILL to bwrap's monitor: --die-with-parent then kills the sandbox's pid 1, and with it
@@ -270,6 +271,7 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
       if (match?.[1] !== undefined) {
         const sandbox = Number(match[1]);
         sandboxPid = sandbox;
+        mounts = holdMountNamespace(sandbox);
         if (policy.network === 'nat' && engine.slirp !== undefined) {
           attachNat(sandbox, { slirp: engine.slirp, cidr: engine.natCidr, identity: engine.identity }).then((handle) => {
             nat = handle;
@@ -367,6 +369,7 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
           // After what `ended` set off (the status sent to the person): the cgroup's removal
           // is synchronous work that would hold it up.
           setImmediate(() => {
+            releaseMountNamespace(mounts);
             void (async () => {
               await cgroup?.close();
               resolveExited(exit);
@@ -434,6 +437,27 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
       pipe(FD.command).end(words);
     },
   };
+}
+
+/**
+ * Opens the sandbox's mount namespace from outside, which keeps it alive after its last process.
+ * Otherwise the sandbox's pid 1 tears it down in its own exit: the kernel then waits for an RCU
+ * grace period (0.3 to 1 ms here) before that exit is complete, and bwrap's monitor, which holds
+ * the command's output pipes, exits only after it. Held, the teardown happens when this
+ * descriptor is closed, after the status has gone out. Undefined when it cannot be opened (the
+ * sandbox is gone already, or this process may not look into it): nothing is held then.
+ */
+function holdMountNamespace(pid: number): number | undefined {
+  try {
+    return openSync(`/proc/${pid}/ns/mnt`, 'r');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Closes a held namespace on the thread pool: the teardown's wait blocks a worker, not the loop. */
+function releaseMountNamespace(fd: number | undefined): void {
+  if (fd !== undefined) close(fd, () => undefined);
 }
 
 function signalNumber(signal: NodeJS.Signals): number | undefined {

@@ -1,0 +1,95 @@
+// How a sandbox's mount namespace ends (sandbox/runner.ts holdMountNamespace), with real bwrap:
+// the runner keeps it open from outside while the sandbox runs, so that tearing it down is not
+// part of the sandbox's exit, and lets it go once the sandbox has ended. Both for a sandbox made
+// for its launch and for one made ahead (a spare).
+import assert from 'node:assert/strict';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { createEngine, type SandboxEngine } from '../../src/sandbox/engine.js';
+import { buildPolicy } from '../../src/sandbox/request.js';
+import { prepareSandbox, startSandbox, type SandboxHandle } from '../../src/sandbox/runner.js';
+import { setupOnce } from './helpers/ebp.js';
+
+const T = { timeout: 60_000 } as const;
+const SKIP = process.getuid?.() === 0 ? false : 'needs root (sandboxes run as the ebp-sandbox user)';
+const PIPES = { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' } as const;
+
+let engine: SandboxEngine;
+
+before(async () => {
+  if (SKIP !== false) return;
+  await setupOnce();
+  engine = await createEngine();
+});
+
+/** The namespaces this process holds open, as their links read ("mnt:[4026532198]"). */
+function heldNamespaces(): string[] {
+  const held: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith('mnt:[')) held.push(target);
+    } catch {
+      // closed meanwhile (readdir's own descriptor)
+    }
+  }
+  return held;
+}
+
+/** The running command's mount namespace, once the sandbox says where its command is. */
+async function commandMounts(handle: SandboxHandle): Promise<string> {
+  for (let tries = 0; tries < 200; tries += 1) {
+    const pid = handle.commandPid();
+    if (pid !== undefined) return readlinkSync(`/proc/${pid}/ns/mnt`);
+    await delay(10);
+  }
+  throw new Error('the sandbox never reported its command');
+}
+
+/** Ends the sandbox (its `cat` reads EOF) and waits until the runner no longer holds NAMESPACE. */
+async function endAndRelease(handle: SandboxHandle, namespace: string): Promise<void> {
+  handle.stdin?.end();
+  const exit = await handle.exited;
+  assert.equal(exit.code, 0, JSON.stringify(exit));
+  // Closed on the thread pool right after the end was reported.
+  for (let tries = 0; tries < 100 && heldNamespaces().includes(namespace); tries += 1) await delay(10);
+  assert.ok(!heldNamespaces().includes(namespace), `${namespace} is still held after the sandbox ended`);
+}
+
+/** Runs CHECKS; a failed one still ends the sandbox, which would otherwise wait on its input. */
+async function stoppedOnFailure(handle: SandboxHandle, checks: () => Promise<void>): Promise<void> {
+  try {
+    await checks();
+  } catch (error) {
+    await handle.stop(0);
+    throw error;
+  }
+}
+
+describe('a sandbox\'s mount namespace', { skip: SKIP }, () => {
+  test('is held by the runner while the sandbox runs, and let go once it has ended', T, async () => {
+    const policy = buildPolicy({ command: ['cat'] }, engine.identity);
+    const handle = await startSandbox(policy, { engine, ...PIPES });
+    await stoppedOnFailure(handle, async () => {
+      const namespace = await commandMounts(handle);
+      assert.notEqual(namespace, readlinkSync('/proc/self/ns/mnt'), 'the command runs in the host\'s mount namespace');
+      assert.ok(heldNamespaces().includes(namespace), `the runner does not hold ${namespace}`);
+      await endAndRelease(handle, namespace);
+    });
+  });
+
+  test('of a sandbox made ahead: held from its making, let go after its one launch', T, async () => {
+    // A sandbox made ahead takes its command at the launch; the policy's own is not run.
+    const policy = buildPolicy({ command: ['true'] }, engine.identity);
+    const prepared = await prepareSandbox(policy, { engine, ...PIPES });
+    const before = heldNamespaces();
+    assert.ok(before.length > 0, 'nothing is held while the sandbox waits for its command');
+    const handle = prepared.start(['cat'], {});
+    await stoppedOnFailure(handle, async () => {
+      const namespace = await commandMounts(handle);
+      assert.ok(before.includes(namespace), `the sandbox's ${namespace} is not the one held since it was made`);
+      await endAndRelease(handle, namespace);
+    });
+  });
+});
