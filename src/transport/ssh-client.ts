@@ -138,25 +138,41 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
   // One session channel held open ahead for the next launch, opened again as each launch's channel
   // closes: a launch then sends its requests at once (session-ahead.ts), one round trip fewer.
   let ahead: Promise<ClientChannel | undefined> | undefined;
+  // The channel `ahead` gave, once it has: a launch then sends its requests in the very turn it
+  // is asked for, before its caller goes on to other work.
+  let aheadOpen: ClientChannel | undefined;
   const openAhead = (): void => {
     if (options.sessionsAhead !== true || ahead !== undefined || !sessionsAheadWork(client)) return;
     const opening = openSessionAhead(client);
     ahead = opening;
     void opening.then((channel) => {
       const forget = (): void => {
-        if (ahead === opening) ahead = undefined;
+        if (ahead !== opening) return;
+        ahead = undefined;
+        aheadOpen = undefined;
       };
-      if (channel === undefined) forget();
-      else channel.once('close', forget);
+      if (channel === undefined) {
+        forget();
+        return;
+      }
+      if (ahead === opening) aheadOpen = channel;
+      channel.once('close', forget);
     });
   };
   openAhead();
   void closed.then(() => { ahead = undefined; });
-  const exec = async (command: string, execOptions: ExecOptions = {}): Promise<RemoteProcess> => {
+  const exec = (command: string, execOptions: ExecOptions = {}): Promise<RemoteProcess> => {
     // A channel still being opened is awaited: that costs no more than opening one now.
     const pending = execOptions.x11 === undefined ? ahead : undefined;
-    if (pending !== undefined) ahead = undefined;
-    const taken = await pending;
+    const open = pending === undefined ? undefined : aheadOpen;
+    if (pending !== undefined) {
+      ahead = undefined;
+      aheadOpen = undefined;
+    }
+    if (open !== undefined || pending === undefined) return send(command, execOptions, open);
+    return pending.then((taken) => send(command, execOptions, taken));
+  };
+  const send = (command: string, execOptions: ExecOptions, taken: ClientChannel | undefined): Promise<RemoteProcess> => {
     return new Promise((resolve, reject) => {
       const pty: PseudoTtyOptions | undefined = execOptions.pty === undefined ? undefined : { term: execOptions.pty.term, cols: execOptions.pty.cols, rows: execOptions.pty.rows };
       const display = execOptions.x11 === undefined ? undefined : forwarder().register(execOptions.x11, execOptions.onX11Connection);
