@@ -2,7 +2,7 @@
 // request names an app and its arguments, which become a launch in a fresh sandbox. Works with
 // ebp's own client and with OpenSSH's `ssh -p PORT HOST APP`.
 import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import ssh2, { type AuthContext, type Connection, type PseudoTtyInfo, type ServerChannel, type Session as SshSession } from 'ssh2';
 import { parseX11Request, type X11Forwarding, type X11Request } from '../display/x11-host.js';
 import { DISPLAY_ENV, parseDisplayRequest, type VncDisplay } from '../display/vnc.js';
@@ -353,13 +353,14 @@ export class SshServer {
       // record finish in the background (session.done).
       const exit = await session.handle.ended;
       await outputDone;
-      log('session-ended', { session: session.id, status: exit.code, reason: exit.reason });
       if (exit.message !== undefined) channel.stderr.write(`ebp: ${exit.message}${eol}`);
       if (await outputSent(channel, abort.signal)) {
         if (exit.reason === 'signaled' && exit.code > 128) channel.exit(signalName(exit.code - 128), false, '');
         else channel.exit(exit.code);
         channel.end();
       }
+      // Logged once the status is on its way: the line is no part of the person's wait.
+      log('session-ended', { session: session.id, status: exit.code, reason: exit.reason });
     } catch (error) {
       const ebpError = error instanceof EbpError ? error : new EbpError('INTERNAL', error instanceof Error ? error.message : String(error));
       log('launch-refused', { peer: peer.fingerprint, code: ebpError.code, reason: ebpError.message });
@@ -398,17 +399,11 @@ export class SshServer {
       stdin.on('error', () => undefined);
       channel.pipe(stdin);
     }
-    const ends: Promise<void>[] = [];
-    if (stdout !== null) {
-      stdout.pipe(channel, { end: false });
-      // A launch that failed at once may have closed its output before we got here.
-      ends.push(stdout.closed ? Promise.resolve() : new Promise((resolve) => stdout.once('close', resolve)));
-    }
-    if (stderr !== null) {
-      stderr.pipe(channel.stderr, { end: false });
-      ends.push(stderr.closed ? Promise.resolve() : new Promise((resolve) => stderr.once('close', resolve)));
-    }
-    await Promise.all(ends);
+    if (stdout !== null) stdout.pipe(channel, { end: false });
+    if (stderr !== null) stderr.pipe(channel.stderr, { end: false });
+    // At its end an output has handed all of its bytes on (pipe writes them as they come): its
+    // close, a turn of the event loop later, is not waited for.
+    await Promise.all([stdout, stderr].map(async (output) => outputEnded(output)));
   }
 
   async #query(channel: ServerChannel, query: string, args: readonly string[]): Promise<void> {
@@ -454,6 +449,15 @@ async function outputSent(channel: ServerChannel, gone: AbortSignal): Promise<bo
   const onGone = new Promise<void>((resolve) => { gone.addEventListener('abort', () => { resolve(); }, { once: true }); });
   await Promise.race([Promise.all([writesDone(channel), writesDone(channel.stderr)]), onGone]);
   return !gone.aborted;
+}
+
+/** Resolves once OUTPUT has ended (or was closed or destroyed without ending); at once without one. */
+async function outputEnded(output: Readable | null): Promise<void> {
+  if (output === null || output.readableEnded || output.destroyed) return;
+  await new Promise<void>((resolve) => {
+    output.once('end', resolve);
+    output.once('close', resolve);
+  });
 }
 
 /** Opens an x11 channel back to the client for one X connection made in the sandbox. */
