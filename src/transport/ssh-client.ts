@@ -187,7 +187,9 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
             : new EbpError('SESSION_BROKEN', `${text} refused the session: ${error.message}`, { cause: error }));
           return;
         }
-        channel.once('close', openAhead);
+        // A turn later: what the launch's end sets off here (daemon B's exit frame to the CLI)
+        // goes out before the next channel is asked for.
+        channel.once('close', () => { setImmediate(openAhead); });
         // The launch is over: its windows go with it, even if the peer never closes them.
         if (display !== undefined) channel.once('close', () => { display.close(); });
         resolve(channelProcess(channel, text));
