@@ -70,6 +70,12 @@ export interface ConnectOptions {
 const KEEPALIVE_MS = 5000;
 const KEEPALIVE_MAX = 3;
 
+/** A session channel opened ahead: being opened, and the channel once the peer confirmed it. */
+interface SessionAhead {
+  readonly opening: Promise<ClientChannel | undefined>;
+  open?: ClientChannel;
+}
+
 export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): Promise<PeerConnection> {
   const text = endpointText(endpoint);
   const client = new Client();
@@ -137,25 +143,22 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
   };
   // One session channel held open ahead for the next launch, opened again as each launch's channel
   // closes: a launch then sends its requests at once (session-ahead.ts), one round trip fewer.
-  let ahead: Promise<ClientChannel | undefined> | undefined;
-  // The channel `ahead` gave, once it has: a launch then sends its requests in the very turn it
-  // is asked for, before its caller goes on to other work.
-  let aheadOpen: ClientChannel | undefined;
+  // `open`: the channel, once the peer confirmed it; a launch then sends its requests in the very
+  // turn it is asked for, before its caller goes on to other work.
+  let ahead: SessionAhead | undefined;
   const openAhead = (): void => {
     if (options.sessionsAhead !== true || ahead !== undefined || !sessionsAheadWork(client)) return;
-    const opening = openSessionAhead(client);
-    ahead = opening;
-    void opening.then((channel) => {
+    const held: SessionAhead = { opening: openSessionAhead(client) };
+    ahead = held;
+    void held.opening.then((channel) => {
       const forget = (): void => {
-        if (ahead !== opening) return;
-        ahead = undefined;
-        aheadOpen = undefined;
+        if (ahead === held) ahead = undefined;
       };
       if (channel === undefined) {
         forget();
         return;
       }
-      if (ahead === opening) aheadOpen = channel;
+      held.open = channel;
       channel.once('close', forget);
     });
   };
@@ -163,14 +166,10 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
   void closed.then(() => { ahead = undefined; });
   const exec = (command: string, execOptions: ExecOptions = {}): Promise<RemoteProcess> => {
     // A channel still being opened is awaited: that costs no more than opening one now.
-    const pending = execOptions.x11 === undefined ? ahead : undefined;
-    const open = pending === undefined ? undefined : aheadOpen;
-    if (pending !== undefined) {
-      ahead = undefined;
-      aheadOpen = undefined;
-    }
-    if (open !== undefined || pending === undefined) return send(command, execOptions, open);
-    return pending.then((taken) => send(command, execOptions, taken));
+    const taken = execOptions.x11 === undefined ? ahead : undefined;
+    if (taken !== undefined) ahead = undefined;
+    if (taken === undefined || taken.open !== undefined) return send(command, execOptions, taken?.open);
+    return taken.opening.then((channel) => send(command, execOptions, channel));
   };
   const send = (command: string, execOptions: ExecOptions, taken: ClientChannel | undefined): Promise<RemoteProcess> => {
     return new Promise((resolve, reject) => {

@@ -3,11 +3,11 @@
 // that records what arrives and when.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect as netConnect, createServer, Socket, type AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import ssh2, { type ClientChannel, type ServerChannel } from 'ssh2';
 import { EbpError } from '../../src/lib/errors.js';
 import { generateIdentity } from '../../src/peer/identity.js';
@@ -168,6 +168,32 @@ test('a pooled connection launches on a session opened ahead, its requests sent 
     const second = await output(connection, 'second');
     assert.deepEqual(second, { out: 'ran second\n', code: 3 });
     assert.deepEqual(seen.events.slice(4), ['open 2', 'env 2 LANG=C.UTF-8', 'exec 2 second']);
+  });
+});
+
+test('on a session already open ahead, the requests are written in the call that asks for the launch', { timeout: 30_000 }, async () => {
+  await withConnection({}, true, async (connection, seen) => {
+    await until('the session opened ahead', () => seen.events.includes('open 1'));
+    // Its confirmation has come back through the delayed link.
+    await new Promise((resolve) => setTimeout(resolve, 3 * LATENCY_MS));
+    // The caller (daemon B) goes on with other work right after asking: what is not written
+    // before exec() returns waits for that work.
+    const writes = mock.method(Socket.prototype, 'write');
+    let launched: ReturnType<PeerConnection['exec']>;
+    try {
+      launched = connection.exec('now', { env: { LANG: 'C.UTF-8' } });
+    } finally {
+      writes.mock.restore();
+    }
+    const written = writes.mock.callCount();
+    assert.ok(written > 0, 'nothing was written before exec() returned');
+    const remote = await launched;
+    let out = '';
+    remote.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+    remote.stdin.end();
+    assert.deepEqual(await remote.exit, { kind: 'code', code: 3 });
+    assert.equal(out, 'ran now\n');
+    assert.deepEqual(seen.events.slice(0, 3), ['open 1', 'env 1 LANG=C.UTF-8', 'exec 1 now']);
   });
 });
 
