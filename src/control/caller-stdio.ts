@@ -8,7 +8,7 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { Socket } from 'node:net';
-import { type Readable, Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { ReadStream as TtyReadStream, WriteStream as TtyWriteStream, isatty } from 'node:tty';
 import { peerPid } from '../lib/libc.js';
 
@@ -101,6 +101,12 @@ function openInput(pid: number, terminal: TerminalOf | undefined): Readable | un
       return ownTerminal(fd, new TtyReadStream(fd));
     }
     if (stat.isFIFO()) return new Socket({ fd, readable: true, writable: false });
+    if (stat.isCharacterDevice() && stat.rdev === DEV_NULL) {
+      // Nothing to read: the app's stdin ends with the launch, not a read through the thread
+      // pool later (a wake-up of this daemon, and of the host, in the middle of the launch).
+      closeSync(fd);
+      return Readable.from([]);
+    }
     if (stat.isCharacterDevice()) return createReadStream('', { fd, highWaterMark: BULK_CHUNK });
     if (stat.isFile()) {
       // A new description reads from the start: take it only if the caller is there too.

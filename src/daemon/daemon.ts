@@ -16,6 +16,7 @@ import { LaunchService } from '../host/launch.js';
 import { Sessions } from '../host/sessions.js';
 import { EbpError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
+import { QUIET_AFTER_LAUNCH_MS } from '../lib/quiet.js';
 import { AuditLog, auditLogPath } from '../peer/audit.js';
 import { loadOrCreateIdentity, type Identity } from '../peer/identity.js';
 import { KnownHosts } from '../peer/known-hosts.js';
@@ -142,7 +143,7 @@ export class Daemon {
     const config = await loadConfig(options.configFile ?? defaultConfigFile(paths.configDir), { required: options.configFile !== undefined });
     const name = options.name ?? config.name;
     const identity = await loadOrCreateIdentity(paths.stateDir);
-    const engine: SandboxEngine = await createEngine({ cacheDir: paths.stateDir });
+    const engine: SandboxEngine = await createEngine({ cacheDir: paths.stateDir, tearDownAfterMs: QUIET_AFTER_LAUNCH_MS });
     if (engine.cgroups === undefined) log('cgroups-unavailable', { reason: engine.cgroupProblem ?? 'unknown', fallback: 'rlimits' });
     const swept = engine.cgroups?.sweep(STALE_CGROUP_MS) ?? 0;
     if (swept > 0) log('stale-cgroups-removed', { count: swept });

@@ -91,19 +91,11 @@ type Authorization = 'trusted' | 'open' | 'allowed';
 const CLIENT_GONE_GRACE_MS = 1000;
 
 /**
- * The spare for an app's next launch is made when this one ends, or after this long if it is
- * still running: a short launch's own set-up and exit are not slowed by it.
+ * The spare for an app's next launch is made when this one's sandbox has been torn down (in the
+ * quiet moment after its status went out: lib/quiet.ts), or after this long if it is still
+ * running: a short launch's own set-up and exit are not slowed by it.
  */
 const SPARE_REFILL_MS = 1000;
-
-/**
- * After a launch ends, the spare waits this long before it is made: the person's side has just
- * got the status and exits (or starts the next command) then, and on a small machine making a
- * sandbox (a fork of the daemon, bwrap's namespaces and mounts) took the CPU from it, about
- * 1.5 ms of every back-to-back `ebp run`. It is still ready in time for the next launch, which
- * is at least one Node start-up (about 50 ms) away; one that comes sooner has it made at once.
- */
-const SPARE_AFTER_END_MS = 15;
 
 const NAME_SAFE = /[^\p{L}\p{N} ._@()-]/gu;
 
@@ -238,13 +230,13 @@ export class LaunchService {
     }
     if (spares !== undefined) {
       let refilled = false;
-      const refill = (afterMs: number): void => {
+      const refill = (): void => {
         if (refilled) return;
         refilled = true;
-        spares.refill(policy, terminal !== undefined, afterMs);
+        spares.refill(policy, terminal !== undefined);
       };
-      setTimeout(() => { refill(0); }, SPARE_REFILL_MS).unref();
-      void handle.exited.then(() => { refill(SPARE_AFTER_END_MS); });
+      setTimeout(refill, SPARE_REFILL_MS).unref();
+      void handle.exited.then(refill);
     }
     const id = handle.id;
     const started = Date.now();

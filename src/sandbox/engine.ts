@@ -22,6 +22,13 @@ export interface SandboxEngine {
   /** Why cgroups are not used, when they are not. */
   readonly cgroupProblem: string | undefined;
   readonly natCidr: string;
+  /**
+   * How long after a sandbox's end is known its teardown waits (the cgroup's removal, the held
+   * namespace's release): 0, at once, for a command that waits for that teardown itself; the
+   * daemon, whose sandboxes' status goes to someone else, waits for the quiet moment after it
+   * (lib/quiet.ts).
+   */
+  readonly tearDownAfterMs: number;
 }
 
 const SEARCH_PATH = ['/usr/bin', '/bin', '/usr/sbin', '/sbin', '/usr/local/bin'];
@@ -45,6 +52,8 @@ export interface EngineOptions {
   readonly noCgroups?: boolean;
   /** Where the compiled seccomp program is cached (the state folder); none = compile each time. */
   readonly cacheDir?: string;
+  /** See SandboxEngine.tearDownAfterMs; 0 by default. */
+  readonly tearDownAfterMs?: number;
 }
 
 export async function createEngine(options: EngineOptions = {}): Promise<SandboxEngine> {
@@ -76,6 +85,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Sandbox
     cgroups,
     cgroupProblem,
     natCidr: options.natCidr ?? DEFAULT_NAT_CIDR,
+    tearDownAfterMs: options.tearDownAfterMs ?? 0,
   };
 }
 

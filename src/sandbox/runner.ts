@@ -327,10 +327,18 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
   let closed = false;
   const onExitCode = (raw: number): void => {
     if (!ready) return;
+    // Only a command killed by SIGKILL can have been the memory limit's victim, and only then is
+    // the cgroup asked (its OOM count tells the two apart): any other status is told at once.
+    const counters = cgroup;
+    if (raw !== 128 + 9 || counters === undefined) {
+      early = describe(raw, undefined);
+      announceEnd(early);
+      return;
+    }
     void (async () => {
       let stats: CgroupStats | undefined;
       try {
-        stats = await cgroup?.stats();
+        stats = await counters.stats();
       } catch {
         // The OOM count is best effort here as at the end.
       }
@@ -352,35 +360,49 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
       for (let fd = FD.seccomp; fd < lastFd; fd += 1) if (control(fd)) pipe(fd).destroy();
     });
     child.once('close', (code, signal) => {
-      void (async () => {
-        closed = true;
-        if (timer !== undefined) clearTimeout(timer);
-        nat?.close();
-        if (cgroup !== undefined) {
-          try {
-            lastStats = await cgroup.stats();
-          } catch {
-            // stats are best effort; teardown is not
-          }
+      closed = true;
+      if (timer !== undefined) clearTimeout(timer);
+      nat?.close();
+      const finalStats = async (): Promise<void> => {
+        if (cgroup === undefined) return;
+        try {
+          lastStats = await cgroup.stats();
+        } catch {
+          // stats are best effort; teardown is not
         }
-        // How it ended is known now; the teardown below must finish before `exited`.
+      };
+      // The teardown must finish before `exited`: the held mount namespace released, the
+      // cgroup removed.
+      const tearDown = async (exit: SandboxExit): Promise<void> => {
+        releaseMountNamespace(mounts);
+        await cgroup?.close();
+        resolveExited(exit);
+      };
+      // After what `ended` set off (the status sent to the person): in a daemon, after the quiet
+      // moment that follows it (SandboxEngine.tearDownAfterMs).
+      const later = (work: () => Promise<void>): void => {
+        const run = (): void => { void work(); };
+        if (engine.tearDownAfterMs > 0) setTimeout(run, engine.tearDownAfterMs);
+        else setImmediate(run);
+      };
+      const settled = early;
+      if (settled !== undefined) {
+        // What the person was told stands; the record gets the final counters.
+        later(async () => {
+          await finalStats();
+          await tearDown(lastStats === undefined ? settled : { ...settled, stats: lastStats });
+        });
+        return;
+      }
+      void (async () => {
+        await finalStats();
+        // How it ended is known only now: said at once, then the teardown.
         const resolve = (exit: SandboxExit): void => {
           announceEnd(exit);
-          // After what `ended` set off (the status sent to the person): the cgroup's removal
-          // is synchronous work that would hold it up.
-          setImmediate(() => {
-            releaseMountNamespace(mounts);
-            void (async () => {
-              await cgroup?.close();
-              resolveExited(exit);
-            })();
-          });
+          later(async () => { await tearDown(exit); });
         };
         const raw = code ?? (signal === null ? 1 : 128 + (signalNumber(signal) ?? 9));
-        if (early !== undefined) {
-          // What the person was told stands; the record gets the final counters.
-          resolve(lastStats === undefined ? early : { ...early, stats: lastStats });
-        } else if (spawnError !== undefined || !ready) {
+        if (spawnError !== undefined || !ready) {
           const durationMs = Date.now() - started;
           const filesFailed = policy.remoteFiles !== undefined && (raw === FILES_SETUP_EXIT || sftpCut) && spawnError === undefined;
           const why = setupError ?? (filesFailed ? 'the person\'s files could not be mounted (the file channel from their side failed or was closed)' : undefined) ?? (spawnError === undefined ? `bwrap exited with status ${raw} before the command started (see its message above)` : `cannot run bwrap: ${spawnError.message}`);

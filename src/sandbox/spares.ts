@@ -53,8 +53,6 @@ export class SpareSandboxes {
   readonly #idleMs: number;
   /** In the order they were last asked for, oldest first. */
   readonly #spares = new Map<string, Spare>();
-  /** Spares asked for with a delay, not made yet: what makes each now. */
-  readonly #pending = new Map<string, { readonly timer: NodeJS.Timeout; readonly make: () => void }>();
   #closed = false;
 
   constructor(options: SpareOptions) {
@@ -81,8 +79,6 @@ export class SpareSandboxes {
    */
   async start(policy: SandboxPolicy, terminal?: TerminalSize): Promise<SpareStart | undefined> {
     const key = spareKey(policy, terminal !== undefined);
-    // Asked for with a delay that has not passed: made now, for this launch.
-    this.#pending.get(key)?.make();
     const spare = this.#spares.get(key);
     if (spare === undefined) return undefined;
     this.#forget(key, spare);
@@ -109,23 +105,11 @@ export class SpareSandboxes {
 
   /**
    * Makes a spare for this policy (with a terminal, or pipes) in the background, unless one is
-   * there already; after `afterMs` when given, or at once when a launch asks for it sooner.
+   * there already.
    */
-  refill(policy: SandboxPolicy, terminal = false, afterMs = 0): void {
+  refill(policy: SandboxPolicy, terminal = false): void {
     if (this.#closed || this.#max === 0) return;
     const key = spareKey(policy, terminal);
-    if (afterMs > 0) {
-      if (this.#pending.has(key)) return;
-      const make = (): void => {
-        clearTimeout(timer);
-        this.#pending.delete(key);
-        this.refill(policy, terminal);
-      };
-      const timer = setTimeout(make, afterMs);
-      timer.unref();
-      this.#pending.set(key, { timer, make });
-      return;
-    }
     const existing = this.#spares.get(key);
     if (existing !== undefined) {
       // Asked for again: it moves to the back of the eviction order, its idle time starts over.
@@ -173,8 +157,6 @@ export class SpareSandboxes {
   /** Removes every spare; none is made after this. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const { timer } of this.#pending.values()) clearTimeout(timer);
-    this.#pending.clear();
     const all = [...this.#spares.entries()];
     for (const [key, spare] of all) this.#forget(key, spare);
     await Promise.all(all.map(async ([, spare]) => {

@@ -8,6 +8,7 @@ import { MIT_COOKIE } from '../display/x11-auth.js';
 import { X11Forwarder } from '../display/x11-client.js';
 import type { LocalDisplay } from '../display/x11-local.js';
 import { EbpError } from '../lib/errors.js';
+import { QUIET_AFTER_LAUNCH_MS } from '../lib/quiet.js';
 import type { Identity } from '../peer/identity.js';
 import { hostKeyChanged, type KnownHosts } from '../peer/known-hosts.js';
 import { fingerprintOf } from '../peer/keys.js';
@@ -186,9 +187,9 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
             : new EbpError('SESSION_BROKEN', `${text} refused the session: ${error.message}`, { cause: error }));
           return;
         }
-        // A turn later: what the launch's end sets off here (daemon B's exit frame to the CLI)
-        // goes out before the next channel is asked for.
-        channel.once('close', () => { setImmediate(openAhead); });
+        // Not at once: what the launch's end sets off here (daemon B's exit frame to the CLI)
+        // goes out first, and the CLI exits before the peer is asked for the next channel.
+        channel.once('close', () => { setTimeout(openAhead, QUIET_AFTER_LAUNCH_MS).unref(); });
         // The launch is over: its windows go with it, even if the peer never closes them.
         if (display !== undefined) channel.once('close', () => { display.close(); });
         resolve(channelProcess(channel, text));

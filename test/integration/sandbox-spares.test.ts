@@ -226,30 +226,6 @@ describe('spares', { skip: SKIP }, () => {
     assert.match(exit.message ?? '', /could not be set up/);
   });
 
-  test('one asked for after a delay is made then; a launch that comes sooner has it made at once; none after closing', T, async () => {
-    const later = new SpareSandboxes({ engine, max: 2 });
-    try {
-      const base = policy({ env: { LANG: 'C.UTF-8' } });
-      later.refill(base, false, 300);
-      assert.equal(later.size, 0, 'not made yet');
-      await delay(600);
-      assert.equal(later.size, 1, 'made after the delay');
-      const served = await later.start({ ...base, command: ['echo', 'in the spare'] });
-      assert.ok(served !== undefined);
-      assert.equal((await output(served.handle)).stdout, 'in the spare\n');
-      later.refill(base, false, 60_000);
-      const sooner = await later.start({ ...base, command: ['echo', 'made at once'] });
-      assert.ok(sooner !== undefined, 'the launch did not wait a minute, nor went without');
-      assert.equal((await output(sooner.handle)).stdout, 'made at once\n');
-      later.refill(base, false, 200);
-    } finally {
-      await later.close();
-    }
-    await delay(400);
-    assert.equal(later.size, 0, 'the one still to be made was not made after closing');
-    await noneOfOurs();
-  });
-
   test('at most `max` wait; closing removes them all', T, async () => {
     for (const memory of [128, 256, 384]) spares.refill(policy({ memoryBytes: memory * 1024 ** 2 }));
     assert.equal(spares.size, 2);

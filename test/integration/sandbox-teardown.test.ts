@@ -93,3 +93,45 @@ describe('a sandbox\'s mount namespace', { skip: SKIP }, () => {
     });
   });
 });
+
+describe('a sandbox\'s teardown after its end', { skip: SKIP }, () => {
+  // The daemon's engine waits a quiet moment after the end is known (lib/quiet.ts); a long wait
+  // here makes the order plain to see.
+  const QUIET_MS = 400;
+
+  test('with a wait: the end is told at once, the namespace and cgroup go only after the wait', T, async () => {
+    const quiet: SandboxEngine = { ...engine, tearDownAfterMs: QUIET_MS };
+    const policy = buildPolicy({ command: ['cat'] }, engine.identity);
+    const handle = await startSandbox(policy, { engine: quiet, ...PIPES });
+    let namespace = '';
+    await stoppedOnFailure(handle, async () => {
+      namespace = await commandMounts(handle);
+    });
+    let tornDown = false;
+    void handle.exited.then(() => { tornDown = true; });
+    const began = Date.now();
+    handle.stdin?.end();
+    const ended = await handle.ended;
+    assert.equal(ended.code, 0, JSON.stringify(ended));
+    assert.ok(Date.now() - began < QUIET_MS, `the end took ${Date.now() - began} ms to be told`);
+    assert.equal(tornDown, false, 'torn down before the wait was over');
+    assert.ok(heldNamespaces().includes(namespace), 'the namespace went before the wait was over');
+    const exit = await handle.exited;
+    assert.ok(Date.now() - began >= QUIET_MS, `torn down after ${Date.now() - began} ms`);
+    assert.equal(exit.code, 0);
+    assert.ok(exit.stats !== undefined || engine.cgroups === undefined, 'the record has no final counters');
+    for (let tries = 0; tries < 100 && heldNamespaces().includes(namespace); tries += 1) await delay(10);
+    assert.ok(!heldNamespaces().includes(namespace), `${namespace} is still held after the teardown`);
+  });
+
+  test('without one (a command that waits for the teardown itself): done right after the end', T, async () => {
+    assert.equal(engine.tearDownAfterMs, 0);
+    const policy = buildPolicy({ command: ['true'] }, engine.identity);
+    const handle = await startSandbox(policy, { engine, ...PIPES });
+    const ended = await handle.ended;
+    const began = Date.now();
+    await handle.exited;
+    assert.ok(Date.now() - began < QUIET_MS / 2, `torn down ${Date.now() - began} ms after the end was told`);
+    assert.equal(ended.code, 0);
+  });
+});
