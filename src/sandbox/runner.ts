@@ -234,7 +234,7 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
   let setupError: string | undefined;
   let nat: NatHandle | undefined;
   let lastStats: CgroupStats | undefined;
-  let mounts: number | undefined;
+  let namespaces: number[] = [];
 
   const killAll = (): void => {
     // SIGKILL to bwrap's monitor: --die-with-parent then kills the sandbox's pid 1, and with it
@@ -271,7 +271,7 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
       if (match?.[1] !== undefined) {
         const sandbox = Number(match[1]);
         sandboxPid = sandbox;
-        mounts = holdMountNamespace(sandbox);
+        namespaces = holdNamespaces(sandbox);
         if (policy.network === 'nat' && engine.slirp !== undefined) {
           attachNat(sandbox, { slirp: engine.slirp, cidr: engine.natCidr, identity: engine.identity }).then((handle) => {
             nat = handle;
@@ -371,10 +371,10 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
           // stats are best effort; teardown is not
         }
       };
-      // The teardown must finish before `exited`: the held mount namespace released, the
+      // The teardown must finish before `exited`: the held namespaces released, the
       // cgroup removed.
       const tearDown = async (exit: SandboxExit): Promise<void> => {
-        releaseMountNamespace(mounts);
+        releaseNamespaces(namespaces);
         await cgroup?.close();
         resolveExited(exit);
       };
@@ -462,24 +462,38 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
 }
 
 /**
- * Opens the sandbox's mount namespace from outside, which keeps it alive after its last process.
- * Otherwise the sandbox's pid 1 tears it down in its own exit: the kernel then waits for an RCU
- * grace period (0.3 to 1 ms here) before that exit is complete, and bwrap's monitor, which holds
- * the command's output pipes, exits only after it. Held, the teardown happens when this
- * descriptor is closed, after the status has gone out. Undefined when it cannot be opened (the
- * sandbox is gone already, or this process may not look into it): nothing is held then.
+ * The sandbox's namespaces whose end costs the kernel a wait or work queued for later: the mount
+ * namespace (an RCU grace period inside the exit of its last process), the network and IPC
+ * namespaces and the user namespace (their cleanup runs in kernel workers, which wait for
+ * expedited RCU grace periods on the CPU they were queued on).
  */
-function holdMountNamespace(pid: number): number | undefined {
-  try {
-    return openSync(`/proc/${pid}/ns/mnt`, 'r');
-  } catch {
-    return undefined;
+const HELD_NAMESPACES = ['mnt', 'net', 'ipc', 'user'] as const;
+
+/**
+ * Opens the sandbox's namespaces (HELD_NAMESPACES) from outside, which keeps them alive after its
+ * last process. Otherwise the sandbox's pid 1 and bwrap's monitor, which hold the command's
+ * output pipes, end them in their own exits: the mount namespace's teardown makes that exit wait
+ * for an RCU grace period (0.3 to 1 ms here), and the others' cleanup starts kernel workers that
+ * take the CPU from those exits (traced with `perf sched`: the pipes' EOF came half a millisecond
+ * after the command's end). Held, they end when these descriptors are closed, after the status
+ * has gone out. One that cannot be opened (the sandbox is gone already, or this process may not
+ * look into it) is not held: it ends as before.
+ */
+function holdNamespaces(pid: number): number[] {
+  const held: number[] = [];
+  for (const kind of HELD_NAMESPACES) {
+    try {
+      held.push(openSync(`/proc/${pid}/ns/${kind}`, 'r'));
+    } catch {
+      // not held: it ends with the sandbox
+    }
   }
+  return held;
 }
 
-/** Closes a held namespace on the thread pool: the teardown's wait blocks a worker, not the loop. */
-function releaseMountNamespace(fd: number | undefined): void {
-  if (fd !== undefined) close(fd, () => undefined);
+/** Closes held namespaces on the thread pool: a teardown's wait blocks a worker, not the loop. */
+function releaseNamespaces(fds: readonly number[]): void {
+  for (const fd of fds) close(fd, () => undefined);
 }
 
 function signalNumber(signal: NodeJS.Signals): number | undefined {

@@ -1,7 +1,7 @@
-// How a sandbox's mount namespace ends (sandbox/runner.ts holdMountNamespace), with real bwrap:
-// the runner keeps it open from outside while the sandbox runs, so that tearing it down is not
-// part of the sandbox's exit, and lets it go once the sandbox has ended. Both for a sandbox made
-// for its launch and for one made ahead (a spare).
+// How a sandbox's namespaces end (sandbox/runner.ts holdNamespaces), with real bwrap: the runner
+// keeps them open from outside while the sandbox runs, so that tearing them down is not part of
+// the sandbox's exit, and lets them go once the sandbox has ended. Both for a sandbox made for its
+// launch and for one made ahead (a spare); in the daemon, after a quiet moment.
 import assert from 'node:assert/strict';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { before, describe, test } from 'node:test';
@@ -23,13 +23,19 @@ before(async () => {
   engine = await createEngine();
 });
 
+/**
+ * The kinds checked here. The runner holds the user namespace too, but bwrap --disable-userns
+ * runs the command in a user namespace nested in the one the runner holds.
+ */
+const KINDS = ['mnt', 'net', 'ipc'] as const;
+
 /** The namespaces this process holds open, as their links read ("mnt:[4026532198]"). */
 function heldNamespaces(): string[] {
   const held: string[] = [];
   for (const fd of readdirSync('/proc/self/fd')) {
     try {
       const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith('mnt:[')) held.push(target);
+      if (KINDS.some((kind) => target.startsWith(`${kind}:[`))) held.push(target);
     } catch {
       // closed meanwhile (readdir's own descriptor)
     }
@@ -37,24 +43,30 @@ function heldNamespaces(): string[] {
   return held;
 }
 
-/** The running command's mount namespace, once the sandbox says where its command is. */
-async function commandMounts(handle: SandboxHandle): Promise<string> {
+/** The running command's namespaces (KINDS), once the sandbox says where its command is. */
+async function commandNamespaces(handle: SandboxHandle): Promise<string[]> {
   for (let tries = 0; tries < 200; tries += 1) {
     const pid = handle.commandPid();
-    if (pid !== undefined) return readlinkSync(`/proc/${pid}/ns/mnt`);
+    if (pid !== undefined) return KINDS.map((kind) => readlinkSync(`/proc/${pid}/ns/${kind}`));
     await delay(10);
   }
   throw new Error('the sandbox never reported its command');
 }
 
-/** Ends the sandbox (its `cat` reads EOF) and waits until the runner no longer holds NAMESPACE. */
-async function endAndRelease(handle: SandboxHandle, namespace: string): Promise<void> {
+/** None of NAMESPACES is held by this process any more (waits a second for the thread pool). */
+async function released(namespaces: readonly string[]): Promise<void> {
+  const stillHeld = (): string[] => namespaces.filter((namespace) => heldNamespaces().includes(namespace));
+  for (let tries = 0; tries < 100 && stillHeld().length > 0; tries += 1) await delay(10);
+  assert.deepEqual(stillHeld(), [], 'still held after the sandbox ended');
+}
+
+/** Ends the sandbox (its `cat` reads EOF) and waits until the runner no longer holds NAMESPACES. */
+async function endAndRelease(handle: SandboxHandle, namespaces: readonly string[]): Promise<void> {
   handle.stdin?.end();
   const exit = await handle.exited;
   assert.equal(exit.code, 0, JSON.stringify(exit));
   // Closed on the thread pool right after the end was reported.
-  for (let tries = 0; tries < 100 && heldNamespaces().includes(namespace); tries += 1) await delay(10);
-  assert.ok(!heldNamespaces().includes(namespace), `${namespace} is still held after the sandbox ended`);
+  await released(namespaces);
 }
 
 /** Runs CHECKS; a failed one still ends the sandbox, which would otherwise wait on its input. */
@@ -67,15 +79,18 @@ async function stoppedOnFailure(handle: SandboxHandle, checks: () => Promise<voi
   }
 }
 
-describe('a sandbox\'s mount namespace', { skip: SKIP }, () => {
-  test('is held by the runner while the sandbox runs, and let go once it has ended', T, async () => {
+describe('a sandbox\'s namespaces', { skip: SKIP }, () => {
+  test('are held by the runner while the sandbox runs, and let go once it has ended', T, async () => {
     const policy = buildPolicy({ command: ['cat'] }, engine.identity);
     const handle = await startSandbox(policy, { engine, ...PIPES });
     await stoppedOnFailure(handle, async () => {
-      const namespace = await commandMounts(handle);
-      assert.notEqual(namespace, readlinkSync('/proc/self/ns/mnt'), 'the command runs in the host\'s mount namespace');
-      assert.ok(heldNamespaces().includes(namespace), `the runner does not hold ${namespace}`);
-      await endAndRelease(handle, namespace);
+      const namespaces = await commandNamespaces(handle);
+      for (const [index, kind] of KINDS.entries()) {
+        assert.notEqual(namespaces[index], readlinkSync(`/proc/self/ns/${kind}`), `the command runs in the host's ${kind} namespace`);
+      }
+      const held = heldNamespaces();
+      assert.deepEqual(namespaces.filter((namespace) => !held.includes(namespace)), [], 'not held by the runner');
+      await endAndRelease(handle, namespaces);
     });
   });
 
@@ -87,9 +102,9 @@ describe('a sandbox\'s mount namespace', { skip: SKIP }, () => {
     assert.ok(before.length > 0, 'nothing is held while the sandbox waits for its command');
     const handle = prepared.start(['cat'], {});
     await stoppedOnFailure(handle, async () => {
-      const namespace = await commandMounts(handle);
-      assert.ok(before.includes(namespace), `the sandbox's ${namespace} is not the one held since it was made`);
-      await endAndRelease(handle, namespace);
+      const namespaces = await commandNamespaces(handle);
+      assert.deepEqual(namespaces.filter((namespace) => !before.includes(namespace)), [], 'not held since the sandbox was made');
+      await endAndRelease(handle, namespaces);
     });
   });
 });
@@ -99,13 +114,13 @@ describe('a sandbox\'s teardown after its end', { skip: SKIP }, () => {
   // here makes the order plain to see.
   const QUIET_MS = 400;
 
-  test('with a wait: the end is told at once, the namespace and cgroup go only after the wait', T, async () => {
+  test('with a wait: the end is told at once, the namespaces and the cgroup go only after the wait', T, async () => {
     const quiet: SandboxEngine = { ...engine, tearDownAfterMs: QUIET_MS };
     const policy = buildPolicy({ command: ['cat'] }, engine.identity);
     const handle = await startSandbox(policy, { engine: quiet, ...PIPES });
-    let namespace = '';
+    let namespaces: string[] = [];
     await stoppedOnFailure(handle, async () => {
-      namespace = await commandMounts(handle);
+      namespaces = await commandNamespaces(handle);
     });
     let tornDown = false;
     void handle.exited.then(() => { tornDown = true; });
@@ -115,13 +130,13 @@ describe('a sandbox\'s teardown after its end', { skip: SKIP }, () => {
     assert.equal(ended.code, 0, JSON.stringify(ended));
     assert.ok(Date.now() - began < QUIET_MS, `the end took ${Date.now() - began} ms to be told`);
     assert.equal(tornDown, false, 'torn down before the wait was over');
-    assert.ok(heldNamespaces().includes(namespace), 'the namespace went before the wait was over');
+    const held = heldNamespaces();
+    assert.deepEqual(namespaces.filter((namespace) => !held.includes(namespace)), [], 'let go before the wait was over');
     const exit = await handle.exited;
     assert.ok(Date.now() - began >= QUIET_MS, `torn down after ${Date.now() - began} ms`);
     assert.equal(exit.code, 0);
     assert.ok(exit.stats !== undefined || engine.cgroups === undefined, 'the record has no final counters');
-    for (let tries = 0; tries < 100 && heldNamespaces().includes(namespace); tries += 1) await delay(10);
-    assert.ok(!heldNamespaces().includes(namespace), `${namespace} is still held after the teardown`);
+    await released(namespaces);
   });
 
   test('without one (a command that waits for the teardown itself): done right after the end', T, async () => {
