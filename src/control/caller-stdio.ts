@@ -5,7 +5,7 @@
 // exit status. Taken: a terminal (when the caller is in its foreground), and on stdin pipes,
 // devices and a file read from its start; on stdout/stderr a terminal and /dev/null. The rest
 // stays on the frame relay, so nothing changes meaning.
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { Socket } from 'node:net';
 import { Readable, Writable } from 'node:stream';
@@ -168,9 +168,8 @@ function openOutput(pid: number, which: 1 | 2): Writable | undefined {
  * check (ptrace read access) is the boundary, and nothing is opened that the caller could not.
  */
 export function openCallerStdio(socket: Socket, want: StdioTaken): CallerStdio {
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  const pid = fd === undefined || fd < 0 ? undefined : peerPid(fd);
-  if (pid === undefined || pid <= 0) return { taken: NONE, destroy: () => undefined };
+  const pid = socketPeerPid(socket);
+  if (pid === undefined) return { taken: NONE, destroy: () => undefined };
   const stdin = want.stdin ? openInput(pid, terminalOf(pid)) : undefined;
   const stdout = want.stdout ? openOutput(pid, 1) : undefined;
   const stderr = want.stderr ? openOutput(pid, 2) : undefined;
@@ -179,6 +178,28 @@ export function openCallerStdio(socket: Socket, want: StdioTaken): CallerStdio {
     stdout?.destroy();
     stderr?.destroy();
   });
+}
+
+/**
+ * Whether the stdin of the process at the other end of SOCKET is /dev/null: the launch's input
+ * is then empty from the start, and its EOF can go out with the request (ssh-client.ts
+ * ExecOptions.inputEnded). Nothing is opened or read.
+ */
+export function callerInputEmpty(socket: Socket): boolean {
+  const pid = socketPeerPid(socket);
+  if (pid === undefined) return false;
+  try {
+    const stats = statSync(`/proc/${pid}/fd/0`);
+    return stats.isCharacterDevice() && stats.rdev === DEV_NULL;
+  } catch {
+    return false;
+  }
+}
+
+function socketPeerPid(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const pid = fd === undefined || fd < 0 ? undefined : peerPid(fd);
+  return pid === undefined || pid <= 0 ? undefined : pid;
 }
 
 /** The streams opened, and which of the caller's descriptors that takes over. */

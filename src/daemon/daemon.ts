@@ -7,7 +7,7 @@ import { loadConfig, defaultConfigFile } from '../config/load.js';
 import { displayNameProblem, type Config } from '../config/schema.js';
 import type { StatePaths } from '../config/paths.js';
 import { controlSocketPath } from '../control/client.js';
-import { combineCallerStdio, openCallerStdio } from '../control/caller-stdio.js';
+import { callerInputEmpty, combineCallerStdio, openCallerStdio } from '../control/caller-stdio.js';
 import { relayToProcess } from '../control/frames.js';
 import { ControlServer } from '../control/server.js';
 import { validateLocalDisplay } from '../display/x11-local.js';
@@ -451,12 +451,14 @@ export class Daemon {
         const x11 = params['x11'] === undefined ? undefined : validateLocalDisplay(params['x11']);
         const address = params['address'];
         const { connection, target } = await connect(text(params, 'peer'), typeof address === 'string' ? address : undefined);
-        const started = connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env, ...(x11 === undefined ? {} : { x11 }) });
+        const callerStdio = params['callerStdio'] === true;
+        // An input on /dev/null ends with the request (one message fewer for the peer mid-launch).
+        const inputEnded = callerStdio && callerInputEmpty(socket);
+        const started = connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env, ...(x11 === undefined ? {} : { x11 }), ...(inputEnded ? { inputEnded } : {}) });
         // The CLI's own terminal or pipes, opened here so the bytes skip the CLI (caller-stdio.ts):
         // its output while the request travels to the peer (a few tenths of a millisecond of
         // system calls off the launch's path), its input only once the launch runs, so that
         // nothing is read from it for a launch that fails.
-        const callerStdio = params['callerStdio'] === true;
         const output = callerStdio ? openCallerStdio(socket, { stdin: false, stdout: true, stderr: true }) : undefined;
         let remote: Awaited<typeof started>;
         try {

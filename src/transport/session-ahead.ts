@@ -13,6 +13,7 @@
 // writer (`_protocol`) and a channel's reply queue (`_callbacks`), as its own exec does. Their
 // shape is checked first: without it, everything goes through ssh2's exec as before.
 import type { Client, ClientChannel, PseudoTtyOptions } from 'ssh2';
+import { connectionSocket, corked } from './corked.js';
 
 /** What opening a channel asks for: ssh2's own values (lib/Channel.js MAX_WINDOW, PACKET_SIZE). */
 const WINDOW = 2 * 1024 * 1024;
@@ -83,6 +84,8 @@ export interface AheadRequest {
   readonly command: string;
   readonly env: Readonly<Record<string, string>>;
   readonly pty?: PseudoTtyOptions;
+  /** Send the channel's EOF right after the exec: the app's input is empty. */
+  readonly inputEnded?: boolean;
 }
 
 /**
@@ -102,24 +105,29 @@ export function execAhead(client: Client, channel: ClientChannel, request: Ahead
     channel.close();
     done(failed instanceof Error ? failed : new Error(what), channel);
   };
-  for (const [key, value] of Object.entries(request.env)) inner._protocol.env(remote, key, value, false);
-  if (request.pty !== undefined) {
-    const { rows = 24, cols = 80, height = 480, width = 640, term = 'vt100' } = request.pty;
-    chan._callbacks.push((failed) => {
-      if (failed !== false) refuse(failed, 'Unable to request a pseudo-terminal');
-    });
-    inner._protocol.pty(remote, rows, cols, height, width, term, null, true);
-  }
-  chan._callbacks.push((failed) => {
-    if (refused) return;
-    if (failed !== false) {
-      refuse(failed, 'Unable to exec');
-      return;
+  // The environment, the terminal, the exec (and the input's EOF): one write.
+  corked(connectionSocket(client), () => {
+    for (const [key, value] of Object.entries(request.env)) inner._protocol.env(remote, key, value, false);
+    if (request.pty !== undefined) {
+      const { rows = 24, cols = 80, height = 480, width = 640, term = 'vt100' } = request.pty;
+      chan._callbacks.push((failed) => {
+        if (failed !== false) refuse(failed, 'Unable to request a pseudo-terminal');
+      });
+      inner._protocol.pty(remote, rows, cols, height, width, term, null, true);
     }
-    chan.subtype = 'exec';
-    chan.allowHalfOpen = true;
-    done(undefined, channel);
+    chan._callbacks.push((failed) => {
+      if (refused) return;
+      if (failed !== false) {
+        refuse(failed, 'Unable to exec');
+        return;
+      }
+      chan.subtype = 'exec';
+      chan.allowHalfOpen = true;
+      done(undefined, channel);
+    });
+    inner._protocol.exec(remote, request.command, true);
+    // ssh2's own end() later (the empty input piped in) finds the EOF sent and sends nothing.
+    if (request.inputEnded === true) channel.eof();
   });
-  inner._protocol.exec(remote, request.command, true);
   return true;
 }

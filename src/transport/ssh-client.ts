@@ -43,6 +43,11 @@ export interface ExecOptions {
   readonly x11?: LocalDisplay;
   /** Called as each of the app's X11 connections reaches the display. */
   readonly onX11Connection?: () => void;
+  /**
+   * The app's input is known to be empty (the caller's stdin is /dev/null): its EOF goes out
+   * with the request, in the same write, not a message of its own once the launch runs.
+   */
+  readonly inputEnded?: boolean;
 }
 
 export interface PeerConnection {
@@ -195,7 +200,7 @@ export async function connectPeer(endpoint: Endpoint, options: ConnectOptions): 
         resolve(channelProcess(channel, text));
       };
       const env = execOptions.env ?? {};
-      if (taken !== undefined && execAhead(client, taken, { command, env, ...(pty === undefined ? {} : { pty }) }, callback)) return;
+      if (taken !== undefined && execAhead(client, taken, { command, env, ...(pty === undefined ? {} : { pty }), ...(execOptions.inputEnded === true ? { inputEnded: true } : {}) }, callback)) return;
       taken?.close();
       const x11Options = display === undefined ? {} : { x11: { single: false, protocol: MIT_COOKIE, cookie: display.fakeCookie, screen: display.screen } };
       if (pty === undefined) client.exec(command, { env, ...x11Options }, callback);

@@ -11,6 +11,7 @@ import { writesDone } from '../lib/streams.js';
 import { fingerprintOf } from '../peer/keys.js';
 import type { LaunchService, PeerIdentity, Session } from '../host/launch.js';
 import { splitShellWords } from './shell-words.js';
+import { channelSocket, corked } from './corked.js';
 import { repairWindowHandling } from './ssh2-window.js';
 import { FILES_ENV, filesChannelToken, MAX_SPEC_BYTES, parseFilesSpec, type FilesSpec } from '../files/spec.js';
 import { READ_AHEAD_HELLO } from '../files/read-ahead.js';
@@ -355,9 +356,12 @@ export class SshServer {
       await outputDone;
       if (exit.message !== undefined) channel.stderr.write(`ebp: ${exit.message}${eol}`);
       if (await outputSent(channel, abort.signal)) {
-        if (exit.reason === 'signaled' && exit.code > 128) channel.exit(signalName(exit.code - 128), false, '');
-        else channel.exit(exit.code);
-        channel.end();
+        // The status, EOF and close in one write (ssh2 sends the last two on the next tick).
+        corked(channelSocket(channel), () => {
+          if (exit.reason === 'signaled' && exit.code > 128) channel.exit(signalName(exit.code - 128), false, '');
+          else channel.exit(exit.code);
+          channel.end();
+        }, { nextTick: true });
       }
       // Logged once the status is on its way: the line is no part of the person's wait.
       log('session-ended', { session: session.id, status: exit.code, reason: exit.reason });

@@ -22,6 +22,8 @@ interface Seen {
   readonly events: string[];
   /** When each event arrived (performance.now()). */
   readonly at: Map<string, number>;
+  /** The `after-eof` sessions whose input ended (EOF from the client), by number. */
+  readonly eofs: number[];
 }
 
 interface ServerPlan {
@@ -41,7 +43,7 @@ function reply(answer: (() => void) | undefined): void {
 }
 
 async function startServer(plan: ServerPlan): Promise<{ port: number; seen: Seen; close: () => Promise<void> }> {
-  const seen: Seen = { events: [], at: new Map() };
+  const seen: Seen = { events: [], at: new Map(), eofs: [] };
   const record = (event: string): void => {
     seen.events.push(event);
     seen.at.set(event, performance.now());
@@ -79,9 +81,21 @@ async function startServer(plan: ServerPlan): Promise<{ port: number; seen: Seen
         session.on('exec', (acceptExec, _reject, info) => {
           record(`exec ${id} ${info.command}`);
           const channel: ServerChannel = acceptExec();
-          channel.write(`ran ${info.command}\n`);
-          channel.exit(3);
-          channel.end();
+          const finish = (): void => {
+            channel.write(`ran ${info.command}\n`);
+            channel.exit(3);
+            channel.end();
+          };
+          if (info.command !== 'after-eof') {
+            finish();
+            return;
+          }
+          // This one runs until its input ends, as `cat` would.
+          channel.on('end', () => {
+            seen.eofs.push(id);
+            finish();
+          });
+          channel.resume();
         });
       });
     });
@@ -267,4 +281,33 @@ test('an ssh2 without the internals used here: nothing is opened ahead, nothing 
     real.end();
     await server.close();
   }
+});
+
+test('a launch whose input is empty sends its EOF with its requests, all in one write', { timeout: 30_000 }, async () => {
+  await withConnection({}, true, async (connection, seen) => {
+    await until('the session opened ahead', () => seen.events.includes('open 1'));
+    await new Promise((resolve) => setTimeout(resolve, 3 * LATENCY_MS));
+    // Node hands a corked socket's messages to _writev together, one at a time to _write.
+    // (Stream internals, absent from the types.)
+    const internals = Socket.prototype as unknown as { _writev(...args: unknown[]): void; _write(...args: unknown[]): void };
+    const writev = mock.method(internals, '_writev');
+    const write = mock.method(internals, '_write');
+    let launched: ReturnType<PeerConnection['exec']>;
+    try {
+      launched = connection.exec('after-eof', { env: { LANG: 'C.UTF-8' }, inputEnded: true });
+    } finally {
+      writev.mock.restore();
+      write.mock.restore();
+    }
+    assert.deepEqual([writev.mock.callCount(), write.mock.callCount()], [1, 0], 'the env, the exec and the EOF were not written together');
+    const remote = await launched;
+    // The input is not ended here: the app ends on the EOF sent with its request.
+    await until('the EOF at the server', () => seen.eofs.includes(1));
+    let out = '';
+    remote.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
+    remote.stdin.end();
+    assert.deepEqual(await remote.exit, { kind: 'code', code: 3 });
+    assert.equal(out, 'ran after-eof\n');
+    assert.deepEqual(seen.events.slice(0, 3), ['open 1', 'env 1 LANG=C.UTF-8', 'exec 1 after-eof']);
+  });
 });
