@@ -24,7 +24,7 @@ export interface SandboxEngine {
   readonly natCidr: string;
   /**
    * How long after a sandbox's end is known its teardown waits (the cgroup's removal, the held
-   * namespace's release): 0, at once, for a command that waits for that teardown itself; the
+   * namespaces' release): 0, at once, for a command that waits for that teardown itself; the
    * daemon, whose sandboxes' status goes to someone else, waits for the quiet moment after it
    * (lib/quiet.ts).
    */

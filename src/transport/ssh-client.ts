@@ -44,8 +44,9 @@ export interface ExecOptions {
   /** Called as each of the app's X11 connections reaches the display. */
   readonly onX11Connection?: () => void;
   /**
-   * The app's input is known to be empty (the caller's stdin is /dev/null): its EOF goes out
-   * with the request, in the same write, not a message of its own once the launch runs.
+   * The app's input is known to be empty (the caller's stdin is /dev/null): on a session opened
+   * ahead its EOF goes out with the request, in the same write, not a message of its own once
+   * the launch runs. (Otherwise it goes when the input is ended, as ever.)
    */
   readonly inputEnded?: boolean;
 }
