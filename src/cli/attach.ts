@@ -7,11 +7,9 @@
 import { fstatSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { StdioTaken } from '../control/caller-stdio.js';
+import { isDevNull } from '../lib/descriptors.js';
 import { writesDone } from '../lib/streams.js';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
-
-/** makedev(1, 3): /dev/null, a character device that is no terminal. */
-const DEV_NULL = 0x103;
 
 /**
  * isatty(FD), with node:tty (two thirds of a millisecond to load) loaded only for a character
@@ -20,7 +18,7 @@ const DEV_NULL = 0x103;
 export function isTerminal(fd: number): boolean {
   try {
     const stats = fstatSync(fd);
-    if (!stats.isCharacterDevice() || stats.rdev === DEV_NULL) return false;
+    if (!stats.isCharacterDevice() || isDevNull(stats)) return false;
   } catch {
     return false;
   }

@@ -10,6 +10,7 @@ import { createReadStream } from 'node:fs';
 import { Socket } from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import { ReadStream as TtyReadStream, WriteStream as TtyWriteStream, isatty } from 'node:tty';
+import { isDevNull } from '../lib/descriptors.js';
 import { peerPid } from '../lib/libc.js';
 
 /** Which of the caller's descriptors the daemon took over (the CLI leaves those alone). */
@@ -30,8 +31,6 @@ export interface CallerStdio {
 
 const NONE: StdioTaken = { stdin: false, stdout: false, stderr: false };
 const BULK_CHUNK = 256 * 1024;
-/** makedev(1, 3): /dev/null. */
-const DEV_NULL = 0x103;
 
 interface FdInfo {
   readonly pos: number;
@@ -101,7 +100,7 @@ function openInput(pid: number, terminal: TerminalOf | undefined): Readable | un
       return ownTerminal(fd, new TtyReadStream(fd));
     }
     if (stat.isFIFO()) return new Socket({ fd, readable: true, writable: false });
-    if (stat.isCharacterDevice() && stat.rdev === DEV_NULL) {
+    if (isDevNull(stat)) {
       // Nothing to read: the app's stdin ends with the launch, not a read through the thread
       // pool later (a wake-up of this daemon, and of the host, in the middle of the launch).
       closeSync(fd);
@@ -147,7 +146,7 @@ function openOutput(pid: number, which: 1 | 2): Writable | undefined {
       (stream as unknown as { _handle?: { setBlocking?: (blocking: boolean) => void } })._handle?.setBlocking?.(false);
       return ownTerminal(fd, stream);
     }
-    if (stat.isCharacterDevice() && stat.rdev === DEV_NULL) {
+    if (isDevNull(stat)) {
       // Output thrown away: no write(2) per SSH packet through the thread pool.
       closeSync(fd);
       return new Writable({ write: (_chunk, _encoding, callback) => { callback(); } });
@@ -163,12 +162,12 @@ function openOutput(pid: number, which: 1 | 2): Writable | undefined {
 }
 
 /**
- * Opens the stdio of the process at the other end of SOCKET. The control socket is this daemon
- * user's alone, so that process is the same user (or root): the kernel's own /proc permission
- * check (ptrace read access) is the boundary, and nothing is opened that the caller could not.
+ * Opens the stdio of PID, the process at the other end of the control socket (callerPid). The
+ * control socket is this daemon user's alone, so that process is the same user (or root): the
+ * kernel's own /proc permission check (ptrace read access) is the boundary, and nothing is
+ * opened that the caller could not.
  */
-export function openCallerStdio(socket: Socket, want: StdioTaken): CallerStdio {
-  const pid = socketPeerPid(socket);
+export function openCallerStdio(pid: number | undefined, want: StdioTaken): CallerStdio {
   if (pid === undefined) return { taken: NONE, destroy: () => undefined };
   const stdin = want.stdin ? openInput(pid, terminalOf(pid)) : undefined;
   const stdout = want.stdout ? openOutput(pid, 1) : undefined;
@@ -185,18 +184,20 @@ export function openCallerStdio(socket: Socket, want: StdioTaken): CallerStdio {
  * is then empty from the start, and its EOF can go out with the request (ssh-client.ts
  * ExecOptions.inputEnded). Nothing is opened or read.
  */
-export function callerInputEmpty(socket: Socket): boolean {
-  const pid = socketPeerPid(socket);
+export function callerInputEmpty(pid: number | undefined): boolean {
   if (pid === undefined) return false;
   try {
-    const stats = statSync(`/proc/${pid}/fd/0`);
-    return stats.isCharacterDevice() && stats.rdev === DEV_NULL;
+    return isDevNull(statSync(`/proc/${pid}/fd/0`));
   } catch {
     return false;
   }
 }
 
-function socketPeerPid(socket: Socket): number | undefined {
+/**
+ * The process at the other end of SOCKET (SO_PEERCRED), whose stdio openCallerStdio opens;
+ * undefined when the kernel does not say.
+ */
+export function callerPid(socket: Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
   const pid = fd === undefined || fd < 0 ? undefined : peerPid(fd);
   return pid === undefined || pid <= 0 ? undefined : pid;

@@ -7,7 +7,7 @@ import { loadConfig, defaultConfigFile } from '../config/load.js';
 import { displayNameProblem, type Config } from '../config/schema.js';
 import type { StatePaths } from '../config/paths.js';
 import { controlSocketPath } from '../control/client.js';
-import { callerInputEmpty, combineCallerStdio, openCallerStdio } from '../control/caller-stdio.js';
+import { callerInputEmpty, callerPid, combineCallerStdio, openCallerStdio } from '../control/caller-stdio.js';
 import { relayToProcess } from '../control/frames.js';
 import { ControlServer } from '../control/server.js';
 import { validateLocalDisplay } from '../display/x11-local.js';
@@ -452,14 +452,15 @@ export class Daemon {
         const address = params['address'];
         const { connection, target } = await connect(text(params, 'peer'), typeof address === 'string' ? address : undefined);
         const callerStdio = params['callerStdio'] === true;
+        const caller = callerStdio ? callerPid(socket) : undefined;
         // An input on /dev/null ends with the request (one message fewer for the peer mid-launch).
-        const inputEnded = callerStdio && callerInputEmpty(socket);
+        const inputEnded = callerInputEmpty(caller);
         const started = connection.exec(joinShellWords(command), { ...(pty === undefined ? {} : { pty }), env, ...(x11 === undefined ? {} : { x11 }), ...(inputEnded ? { inputEnded } : {}) });
         // The CLI's own terminal or pipes, opened here so the bytes skip the CLI (caller-stdio.ts):
         // its output while the request travels to the peer (a few tenths of a millisecond of
         // system calls off the launch's path), its input only once the launch runs, so that
         // nothing is read from it for a launch that fails.
-        const output = callerStdio ? openCallerStdio(socket, { stdin: false, stdout: true, stderr: true }) : undefined;
+        const output = callerStdio ? openCallerStdio(caller, { stdin: false, stdout: true, stderr: true }) : undefined;
         let remote: Awaited<typeof started>;
         try {
           remote = await started;
@@ -468,7 +469,7 @@ export class Daemon {
           throw error;
         }
         const where = target.view?.name ?? endpointText(connection.endpoint);
-        const local = output === undefined ? undefined : combineCallerStdio(output, openCallerStdio(socket, { stdin: true, stdout: false, stderr: false }));
+        const local = output === undefined ? undefined : combineCallerStdio(output, openCallerStdio(caller, { stdin: true, stdout: false, stderr: false }));
         socket.write(`${JSON.stringify({ ok: true, result: { peer: where, fingerprint: connection.fingerprint, ...(local === undefined ? {} : { stdio: local.taken }) } })}\n`);
         socket.resume();
         socket.once('close', () => {

@@ -1,9 +1,17 @@
 // File descriptors that would survive exec, read from /proc (no FFI), and closing the ones a
 // process inherited from whoever started it.
-import { closeSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, readdirSync, readFileSync, type Stats } from 'node:fs';
 
 /** open(2)'s O_CLOEXEC on Linux (node:fs does not export it). */
 export const O_CLOEXEC = 0o2000000;
+
+/** makedev(1, 3): the device number of /dev/null. */
+const DEV_NULL = 0x103;
+
+/** Whether what STATS describe is /dev/null (a character device, but no terminal and no data). */
+export function isDevNull(stats: Stats): boolean {
+  return stats.isCharacterDevice() && stats.rdev === DEV_NULL;
+}
 
 /** Descriptors above stderr of a process (this one by default) that a program it starts would get. */
 export function inheritableDescriptors(pid: number | 'self' = 'self'): number[] {

@@ -55,6 +55,10 @@ test('through the daemon: OOM, timeout and not-found report as in-process runs d
   const oom = await sandbox(['--memory', '64M', '--', 'python3', '-c', 'a = bytearray(300 * 1024 * 1024)']);
   assert.equal(oom.code, 137);
   assert.match(oom.stderr, /out of memory.*64\.0 MiB/);
+  // The limit killed one of the command's processes, not the command: its own status stands.
+  const survived = await sandbox(['--memory', '64M', '--', 'sh', '-c', 'python3 -c "a = bytearray(300 * 1024 * 1024)"; echo "after $?"']);
+  assert.deepEqual([survived.code, survived.stdout], [0, 'after 137\n'], survived.stderr);
+  assert.doesNotMatch(survived.stderr, /out of memory/);
   const slow = await sandbox(['--timeout', '1s', '--', 'sleep', '10']);
   assert.equal(slow.code, 124);
   assert.match(slow.stderr, /timed out/);
