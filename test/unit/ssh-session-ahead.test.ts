@@ -13,6 +13,7 @@ import { EbpError } from '../../src/lib/errors.js';
 import { generateIdentity } from '../../src/peer/identity.js';
 import { KnownHosts } from '../../src/peer/known-hosts.js';
 import { connectPeer, type PeerConnection } from '../../src/transport/ssh-client.js';
+import type { RemoteProcess } from '../../src/transport/remote-process.js';
 import { execAhead, openSessionAhead, sessionsAheadWork } from '../../src/transport/session-ahead.js';
 
 const { Server, utils } = ssh2;
@@ -151,13 +152,17 @@ async function until(what: string, check: () => boolean): Promise<void> {
   }
 }
 
-async function output(connection: PeerConnection, command: string, pty?: { term: string; cols: number; rows: number }): Promise<{ out: string; code: unknown }> {
-  const remote = await connection.exec(command, { env: { LANG: 'C.UTF-8' }, ...(pty === undefined ? {} : { pty }) });
+/** Reads a launch's output, ends its input and waits for its end: its output and exit code. */
+async function finished(remote: RemoteProcess): Promise<{ out: string; code: unknown }> {
   let out = '';
   remote.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
   remote.stdin.end();
   const exit = await remote.exit;
   return { out, code: exit.kind === 'code' ? exit.code : exit.kind };
+}
+
+async function output(connection: PeerConnection, command: string, pty?: { term: string; cols: number; rows: number }): Promise<{ out: string; code: unknown }> {
+  return finished(await connection.exec(command, { env: { LANG: 'C.UTF-8' }, ...(pty === undefined ? {} : { pty }) }));
 }
 
 const PTY = { term: 'xterm', cols: 100, rows: 30 };
@@ -201,12 +206,7 @@ test('on a session already open ahead, the requests are written in the call that
     }
     const written = writes.mock.callCount();
     assert.ok(written > 0, 'nothing was written before exec() returned');
-    const remote = await launched;
-    let out = '';
-    remote.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
-    remote.stdin.end();
-    assert.deepEqual(await remote.exit, { kind: 'code', code: 3 });
-    assert.equal(out, 'ran now\n');
+    assert.deepEqual(await finished(await launched), { out: 'ran now\n', code: 3 });
     assert.deepEqual(seen.events.slice(0, 3), ['open 1', 'env 1 LANG=C.UTF-8', 'exec 1 now']);
   });
 });
@@ -301,13 +301,9 @@ test('a launch whose input is empty sends its EOF with its requests, all in one 
     }
     assert.deepEqual([writev.mock.callCount(), write.mock.callCount()], [1, 0], 'the env, the exec and the EOF were not written together');
     const remote = await launched;
-    // The input is not ended here: the app ends on the EOF sent with its request.
+    // The input is not ended here before the app has seen its EOF: the one sent with the request.
     await until('the EOF at the server', () => seen.eofs.includes(1));
-    let out = '';
-    remote.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); });
-    remote.stdin.end();
-    assert.deepEqual(await remote.exit, { kind: 'code', code: 3 });
-    assert.equal(out, 'ran after-eof\n');
+    assert.deepEqual(await finished(remote), { out: 'ran after-eof\n', code: 3 });
     assert.deepEqual(seen.events.slice(0, 3), ['open 1', 'env 1 LANG=C.UTF-8', 'exec 1 after-eof']);
   });
 });
