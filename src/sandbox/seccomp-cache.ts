@@ -8,7 +8,7 @@ import { writeFileAtomicSync } from '../lib/atomic-file.js';
 import { SECCOMP_RULES, type SeccompOptions } from './seccomp-rules.js';
 
 const LIBRARY_CANDIDATES = ['/usr/lib/x86_64-linux-gnu/libseccomp.so.2', '/usr/lib/aarch64-linux-gnu/libseccomp.so.2', '/lib/x86_64-linux-gnu/libseccomp.so.2', '/usr/lib64/libseccomp.so.2', '/usr/lib/libseccomp.so.2'];
-const FORMAT = 'ebp-seccomp-2';
+const FORMAT = 'ebp-seccomp-3';
 const MAX_PROGRAM = 64 * 1024;
 /** The key line and the program; the key is a few KiB of JSON. */
 const MAX_FILE = MAX_PROGRAM + 256 * 1024;
