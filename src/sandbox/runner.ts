@@ -65,6 +65,8 @@ const TIMEOUT_EXIT = 124;
 const SETUP_EXIT = 125;
 /** bwrap's status lines are two short JSON objects; more than this is not read. */
 const MAX_STATUS_TEXT = 4096;
+/** After bwrap's exit, how long its ready pipe may take to give up what is left in it. */
+const READY_DRAIN_MS = 1000;
 
 let rlimitWarned = false;
 
@@ -357,7 +359,13 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
       // 'close' (which waits for every stdio stream) never comes.
       // The SFTP stream too: the sandbox is gone, so is every user of its mount; sshfs gets EOF
       // and exits (the cgroup kill catches it otherwise).
-      for (let fd = FD.seccomp; fd < lastFd; fd += 1) if (control(fd)) pipe(fd).destroy();
+      for (let fd: number = FD.seccomp; fd < lastFd; fd += 1) if (control(fd) && fd !== FD.ready) pipe(fd).destroy();
+      // The ready byte may still be unread: a command that ends at once exits before this
+      // process has read it, and a destroyed pipe loses it (the launch then looked like a setup
+      // failure). Read to its end instead: its last writers, bwrap's processes, are going.
+      const readyPipe = pipe(FD.ready);
+      if (ready) readyPipe.destroy();
+      else setTimeout(() => { readyPipe.destroy(); }, READY_DRAIN_MS).unref();
     });
     child.once('close', (code, signal) => {
       closed = true;

@@ -147,23 +147,33 @@ describe(`launch leaks (${COUNT} launches on each path)`, { skip: SKIP, timeout:
     const endpoint = parseEndpoint(hostA.endpoint, 20101);
     const bPaths = statePaths({ stateDir: relayB.stateDir });
 
+    // What the launch said on stderr, kept for the failure message.
+    const said = new Map<number, string>();
     const directLaunch = async (connection: PeerConnection, i: number): Promise<string> => {
       const remote = await connection.exec(`echo leak-${i}`);
       let out = '';
+      let err = '';
       remote.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-      remote.stderr.resume();
+      remote.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
       remote.stdin.end();
       const exit = await remote.exit;
+      said.set(i, err);
       return `${exit.kind === 'code' ? String(exit.code) : exit.kind}:${out}`;
     };
     const relayedLaunch = async (i: number): Promise<string> => {
       const launch: PeerLaunch = await launchOnPeer(bPaths, { peer: hostA.endpoint, command: ['echo', `leak-${i}`], env: {} });
       let out = '';
+      let err = '';
       launch.remote.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-      launch.remote.stderr.resume();
+      launch.remote.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
       launch.remote.stdin.end();
+      // As `ebp run` does (cli/attach.ts): the exit may be known while output is still to be
+      // read (frames that came with the daemon's answer), so the output's end is waited for.
+      const ended = [launch.remote.stdout, launch.remote.stderr].map(async (stream) => new Promise((resolve) => { stream.once('end', resolve); }));
       const exit = await launch.remote.exit;
+      await Promise.all(ended);
       launch.done();
+      said.set(i, err);
       return `${exit.kind === 'code' ? String(exit.code) : JSON.stringify(exit)}:${out}`;
     };
 
@@ -191,7 +201,7 @@ describe(`launch leaks (${COUNT} launches on each path)`, { skip: SKIP, timeout:
       const start = performance.now();
       const result = i % 2 === 0 ? await directLaunch(connection, i) : await relayedLaunch(i);
       durations.push(performance.now() - start);
-      if (result !== `0:leak-${i}\n`) failures.push(`#${i} (${i % 2 === 0 ? 'direct' : 'relayed'}): ${JSON.stringify(result)}`);
+      if (result !== `0:leak-${i}\n`) failures.push(`#${i} (${i % 2 === 0 ? 'direct' : 'relayed'}): ${JSON.stringify(result)}, stderr ${JSON.stringify(said.get(i) ?? '')}`);
       if (failures.length > 20) break;
     }
     connection.close();
