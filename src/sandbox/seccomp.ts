@@ -23,10 +23,10 @@ const SCMP_ACT_ALLOW = 0x7fff_0000;
 const SCMP_ACT_ERRNO = 0x0005_0000;
 const NR_SCMP_ERROR = -1;
 const SCMP_CMP_GE = 5;
+const SCMP_CMP_MASKED_EQ = 7;
 /** libseccomp 2.5's filter attribute for how rules are laid out, and its binary-tree level. */
 const SCMP_FLTATR_CTL_OPTIMIZE = 8;
 const SCMP_OPTIMIZE_BINARY_TREE = 2;
-const SCMP_CMP_MASKED_EQ = 7;
 const ERRNO: Readonly<Record<SeccompAction, number>> = {
   EPERM: os.constants.errno.EPERM,
   ENOSYS: os.constants.errno.ENOSYS,
