@@ -16,6 +16,11 @@ export interface RemoteProcess {
   signal(name: string): void;
   /** Ends the session from this side. */
   close(): void;
+  /**
+   * How it ended. It may settle while output is still to be read (a relayed launch's frames can
+   * come in one read with the daemon's answer): wait for stdout's and stderr's 'end' as well
+   * before taking the output as whole (cli/attach.ts does).
+   */
   readonly exit: Promise<RemoteExit>;
   /**
    * Calls `listener` with how it ended the moment that is known, in the same turn (`exit`
