@@ -78,10 +78,11 @@ class Session:
         return data
 
     def wait_ready(self):
-        # The client switches its terminal to raw mode (ECHO off) once its session is up; before
-        # that the local line discipline would echo the byte itself.
+        # The client switches its terminal to raw mode (ECHO and output processing off) once its
+        # session is up; before that the local line discipline would echo the byte itself, or turn
+        # the remote echo's \n into \r\n. Both clients turn OPOST off, ebp in a second step.
         deadline = time.monotonic() + TIMEOUT_S
-        while not self.local and termios.tcgetattr(self.fd)[3] & termios.ECHO:
+        while not self.local and not self.raw():
             if time.monotonic() > deadline:
                 raise RuntimeError(f'{self.name}: the client never put its terminal in raw mode')
             pid, _ = os.waitpid(self.pid, os.WNOHANG)
@@ -92,6 +93,10 @@ class Session:
         self.read_until(lambda data: data.count(b'z\r\n') >= 2)
         self.ready_ms = (time.perf_counter() - self.started) * 1000
         self.drain()
+
+    def raw(self):
+        attributes = termios.tcgetattr(self.fd)
+        return not attributes[3] & termios.ECHO and not attributes[1] & termios.OPOST
 
     def drain(self, quiet=0.05):
         data = b''

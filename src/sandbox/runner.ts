@@ -8,7 +8,7 @@ import { FILES_SETUP_EXIT, filesPrefix, filesTools, joinSftp } from '../files/st
 import { EbpError } from '../lib/errors.js';
 import { randomHex } from '../lib/random.js';
 import { formatSize } from '../lib/units.js';
-import { buildBwrapArgs, FD, LAUNCHER_SHIM, type BwrapPlan } from './bwrap-args.js';
+import { buildBwrapArgs, FD, LAUNCHER_SHIM, PREPARED_SHIM_NAMES, preparedInput, type BwrapPlan } from './bwrap-args.js';
 import { hostEtcEntries, openHostEtcFiles } from './etc.js';
 import type { CgroupStats, SandboxCgroup } from './cgroup/index.js';
 import { defaultEngine, type SandboxEngine } from './engine.js';
@@ -133,15 +133,17 @@ export async function prepareSandbox(policy: SandboxPolicy, options: Omit<StartO
     start(command, env) {
       if (used || gone) throw new EbpError('SANDBOX_SETUP_FAILED', 'the prepared sandbox is no longer waiting');
       if (command.length === 0) throw new TypeError('sandbox policy has an empty command');
-      const words = command.map((word) => `A${word}`);
-      for (const [name, value] of Object.entries(env)) {
+      for (const name of Object.keys(env)) {
         if (!ENV_NAME.test(name)) throw new EbpError('USAGE', `invalid environment variable name "${name.slice(0, 64)}"`);
-        words.push(`E${name}=${value}`);
+        // The shim's own variables: such a launch is started the usual way instead.
+        if (PREPARED_SHIM_NAMES.test(name)) throw new EbpError('USAGE', `the environment variable "${name}" is the waiting shim's own`);
       }
       // argv and environment strings end at a NUL: one inside a word cannot be passed on.
-      if (words.some((word) => word.includes('\0'))) throw new EbpError('USAGE', 'an argument or environment value contains a NUL byte');
+      if ([...command, ...Object.values(env)].some((word) => word.includes('\0'))) throw new EbpError('USAGE', 'an argument or environment value contains a NUL byte');
+      // The shell would take a first word with a leading dash as an option of `exec`.
+      if (command[0]?.startsWith('-') === true) throw new EbpError('USAGE', 'the command starts with a dash');
       used = true;
-      activate(`${[...words, 'X'].join('\0')}\0`);
+      activate(preparedInput(command, env));
       return handle;
     },
     async discard() {

@@ -18,7 +18,7 @@ export interface SpareOptions {
   readonly idleMs?: number;
 }
 
-/** Each spare is a few processes (bwrap's two, bash) and a cgroup; a handful is plenty. */
+/** Each spare is a few processes (bwrap's two, the waiting shell) and a cgroup; a handful is plenty. */
 export const DEFAULT_MAX_SPARES = 4;  // the config's default too (config/schema.ts share.spares)
 export const DEFAULT_SPARE_IDLE_MS = 10 * 60 * 1000;
 
@@ -57,7 +57,7 @@ export class SpareSandboxes {
 
   constructor(options: SpareOptions) {
     this.#engine = options.engine;
-    // The waiting shim needs bash (Essential on Debian): without it, every launch makes its own.
+    // The waiting shim needs /bin/sh (Essential everywhere): without it, every launch makes its own.
     this.#max = executable(PREPARED_SHELL) ? options.max ?? DEFAULT_MAX_SPARES : 0;
     this.#idleMs = options.idleMs ?? DEFAULT_SPARE_IDLE_MS;
   }

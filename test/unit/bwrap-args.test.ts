@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { buildBwrapArgs, FD, LAUNCH_SHIM, PREPARED_SHELL, PREPARED_SHIM } from '../../src/sandbox/bwrap-args.js';
+import { buildBwrapArgs, FD, LAUNCH_SHIM, PREPARED_SHELL, PREPARED_SHIM, preparedInput } from '../../src/sandbox/bwrap-args.js';
 import type { HostLayout } from '../../src/sandbox/host-layout.js';
 import { cleanEnvironment, type SandboxPolicy } from '../../src/sandbox/policy.js';
 
@@ -185,7 +186,31 @@ test('a prepared sandbox runs the waiting shim (its prefix first) and none of th
   assert.deepEqual(prepared.slice(0, end), usual.slice(0, usual.indexOf('--')));
   // An empty command is fine here: the command comes later.
   assert.doesNotThrow(() => buildBwrapArgs(policy({ command: [] }), { layout: merged, prepared: { prefix: [] } }));
-  // The shim reads its words from FD.command as data (read -d ''), never through eval.
-  assert.match(PREPARED_SHIM, new RegExp(`read -r -d '' word <&${FD.command}`));
+  // The shim reads its words from FD.command as data (read -r), never through eval.
+  assert.match(PREPARED_SHIM, new RegExp(`IFS= read -r ebp_line <&${FD.command}`));
   assert.doesNotMatch(PREPARED_SHIM, /eval/);
+});
+
+test('a prepared sandbox\'s input: a line per word, a C line for each newline inside one, X at the end', () => {
+  assert.equal(preparedInput(['/usr/bin/printf', '%s|', 'two\nlines', ''], { LANG: 'C.UTF-8', NOTE: 'a\n\nb' }),
+    'A/usr/bin/printf\nA%s|\nAtwo\nClines\nA\nELANG=C.UTF-8\nENOTE=a\nC\nCb\nX\n');
+  assert.equal(preparedInput(['/bin/true'], {}), 'A/bin/true\nX\n');
+});
+
+test('the waiting shim, run by the real /bin/sh, executes exactly the words it is given and exports the variables', () => {
+  const words = ['/usr/bin/printf', '[%s]\\n', 'a b', ' lead and trail ', 'back\\slash', '$(id)', '`id`', 'line\nbreak', '', '-n', 'X', 'A', 'C', 'E=1', '*', '\n'];
+  const env = { EBP_TEST_ONE: 'x y', EBP_TEST_TWO: 'first\nsecond\n' };
+  const script = PREPARED_SHIM.replace(`>&${FD.ready}`, '>/dev/null').replace(` ${FD.ready}>&-`, '');
+  const run = (input: string): { stdout: string; status: number | null } => {
+    const result = spawnSync(PREPARED_SHELL, ['-c', `exec ${FD.command}<&0 0</dev/null; ${script}`, 'ebp-prepared'], { input, encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+    return { stdout: result.stdout, status: result.status };
+  };
+  const ran = run(preparedInput(words, {}));
+  assert.equal(ran.status, 0);
+  assert.equal(ran.stdout, words.slice(2).map((word) => `[${word}]\n`).join(''));
+  const printed = run(preparedInput(['/bin/sh', '-c', 'printf "%s|%s" "$EBP_TEST_ONE" "$EBP_TEST_TWO"'], env));
+  assert.equal(printed.stdout, 'x y|first\nsecond\n');
+  // Without the X (the daemon discarded it), nothing runs.
+  assert.deepEqual(run('A/usr/bin/printf\nAran\n'), { stdout: '', status: 0 });
+  assert.deepEqual(run(''), { stdout: '', status: 0 });
 });

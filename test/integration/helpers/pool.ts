@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { PendingRequest, SessionView } from '../../../src/lib/views.js';
 import { DAEMON_NODE_FLAGS } from '../../../src/daemon/node-flags.js';
+import { PREPARED_SHELL } from '../../../src/sandbox/bwrap-args.js';
 import { EBP, hostProcesses, ROOT, sandboxHostUser, startEbp, type HostProcess, type RunOptions, type RunResult, type Started } from './ebp.js';
 
 export { EBP, ROOT };
@@ -343,13 +344,13 @@ export function sandboxProcessesUnder(daemonPid: number): HostProcess[] {
 
 /**
  * The sandboxes made ahead (sandbox/spares.ts) that wait below a daemon, each as the pids of its
- * processes: the waiting bash shim and its sandbox-uid ancestors (bwrap's two). A used spare has
+ * processes: the waiting shim and its sandbox-uid ancestors (bwrap's two). A used spare has
  * no shim left, so it counts as a session's sandbox.
  */
 export function waitingSpares(daemonPid: number): number[][] {
   const below = sandboxProcessesUnder(daemonPid);
   const ours = new Set(below.map((p) => p.pid));
-  return below.filter((p) => p.argv[0] === '/bin/bash' && p.argv[p.argv.length - 1] === 'ebp-prepared').map((shim) => {
+  return below.filter((p) => p.argv[0] === PREPARED_SHELL && p.argv[p.argv.length - 1] === 'ebp-prepared').map((shim) => {
     const group = [shim.pid];
     for (let current = parentOf(shim.pid); current !== undefined && ours.has(current); current = parentOf(current)) group.push(current);
     return group;
