@@ -14,7 +14,7 @@ import { benchCli, type CliResult } from './cli.js';
 import { benchLaunch, LAUNCH_TARGETS, launchDetail, launchSummaryRows, type LaunchResult } from './launch.js';
 import { benchFiles, filesSummaryRows, type FilesResult } from './files.js';
 import { benchMemory, type MemoryResult } from './memory.js';
-import { benchSpawn, type SpawnResult } from './spawn.js';
+import { benchSpawn, QUIET_MS, type SpawnResult } from './spawn.js';
 import { round, summarize, type Summary } from './stats.js';
 import { machineInfo } from './system.js';
 import { benchX11, X11_TARGETS, x11Detail, x11SummaryRows, type X11BenchResult } from './x11.js';
@@ -240,9 +240,7 @@ function detailSpawn(spawn: SpawnResult, lines: string[]): void {
     lines.push('|---|---|---|');
     const step = (name: string, summary: Summary): void => { lines.push(`| ${name} | ${ms(summary.median)} | ${ms(summary.p90)} |`); };
     step('cgroup create (mkdir per hierarchy, limits)', phases.create);
-    step('create → join starts (spawn; the runner joins the pid it is given)', phases.spawnToPid);
-    step('cgroup join (one cgroup.procs write per hierarchy; the sandbox waits)', phases.join);
-    step('join → bwrap exited and closed (set-up, exec, `true`)', phases.joinToClose);
+    step('create → bwrap exited and closed (spawn, the launcher joins the cgroup by itself, set-up, exec, `true`)', phases.createToClose);
     step('cgroup stats + close (kill check, rmdir)', phases.teardown);
     step('close → `exited` resolves', phases.resolve);
     step('total', phases.total);
@@ -258,17 +256,19 @@ function detailSpawn(spawn: SpawnResult, lines: string[]): void {
     lines.push(`cgroup work with no process at all: create ${ms(spawn.cgroupCreate.median)}, stats + close ${ms(spawn.cgroupClose.median)} (medians).`);
   }
   const whatIfs = [
-    ['cgroup join by writeFileSync per hierarchy', spawn.syncJoin],
-    ['… and the cgroup made before the run, removed after `exited` (a pool)', spawn.pooled],
+    [`ebp's code, each run after ${QUIET_MS} ms of quiet (a launch that comes alone)`, spawn.quiet],
+    [`the daemon moves the launcher by pid (the way before), after ${QUIET_MS} ms of quiet`, spawn.byPidQuiet],
+    ['the daemon moves the launcher by pid, back to back', spawn.byPid],
+    ['the cgroup made before the run, removed after `exited` (a pool)', spawn.pooled],
   ] as const;
   if (whatIfs.some(([, result]) => result !== undefined)) {
     lines.push('');
-    lines.push(`What-ifs (ebp's runner with a wrapped CgroupManager — not ebp's code; N=${spawn.iterations}, alternating with raw bwrap):`);
+    lines.push('What-ifs (ebp\'s runner with a wrapped CgroupManager, alternating with raw bwrap; the join by pid is the daemon\'s cgroup.procs writes while the launcher waits):');
     lines.push('');
-    lines.push('| what-if | ebp median | raw median | ratio median | ratio p90 |');
-    lines.push('|---|---|---|---|---|');
+    lines.push('| what-if | runs | ebp median | raw median | ratio median | ratio p90 | join by pid median / p90 |');
+    lines.push('|---|---|---|---|---|---|---|');
     for (const [name, result] of whatIfs) {
-      if (result !== undefined) lines.push(`| ${name} | ${ms(result.ebp.median)} | ${ms(result.raw.median)} | ${x(result.ratioMedian)} | ${x(result.ratioP90)} |`);
+      if (result !== undefined) lines.push(`| ${name} | ${result.ebp.n} | ${ms(result.ebp.median)} | ${ms(result.raw.median)} | ${x(result.ratioMedian)} | ${x(result.ratioP90)} | ${result.join === undefined ? '–' : `${ms(result.join.median)} / ${ms(result.join.p90)}`} |`);
     }
   }
 }

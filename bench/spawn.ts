@@ -2,10 +2,10 @@
 // raw bwrap with the identical argv and descriptors. The two alternate run by run (ABAB, the
 // order flipped every other pair) so that load from elsewhere on the machine hits both alike.
 // Then, separately (so the measured runs stay untouched): a timeline of ebp's cgroup steps inside
-// runSandbox, taken by wrapping the engine's CgroupManager, and a what-if with the cgroup join
-// done by synchronous writes.
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// runSandbox, taken by wrapping the engine's CgroupManager, and what-ifs: the launcher moved into
+// its cgroup by the daemon (by pid, the way before), and a pool of cgroups made ahead; each also
+// with a quiet pause before every run, as a launch that comes alone meets the kernel.
+import { setTimeout as delay } from 'node:timers/promises';
 
 import type { CgroupManager, SandboxCgroup } from '../src/sandbox/cgroup/index.js';
 import type { SandboxEngine } from '../src/sandbox/engine.js';
@@ -29,9 +29,13 @@ export interface SpawnResult {
   readonly cgroupClose: Summary | undefined;
   /** Where the time goes inside runSandbox (ms from the call), from the wrapped CgroupManager. */
   readonly phases: Phases | undefined;
-  /** What-if (not ebp's code): runSandbox with the join done by writeFileSync, same N. */
-  readonly syncJoin: WhatIfResult | undefined;
-  /** What-if: sync join, plus the cgroup made before the run and removed after `exited`. */
+  /** Runs with a quiet pause before each (QUIET_MS, not timed): the launcher joins by itself. */
+  readonly quiet: WhatIfResult | undefined;
+  /** What-if, after the same pause: the daemon moves the launcher by pid, the way before. */
+  readonly byPidQuiet: WhatIfResult | undefined;
+  /** What-if, back to back: the daemon moves the launcher by pid. */
+  readonly byPid: WhatIfResult | undefined;
+  /** What-if: the cgroup made before the run and removed after `exited` (a pool). */
   readonly pooled: WhatIfResult | undefined;
 }
 
@@ -40,18 +44,19 @@ export interface WhatIfResult {
   readonly raw: Summary;
   readonly ratioMedian: number;
   readonly ratioP90: number;
+  /** By pid: the daemon's cgroup.procs writes, while the launcher waits. */
+  readonly join: Summary | undefined;
 }
+
+/** The pause before each run of the `quiet` comparisons: the kernel's RCU state has settled by then. */
+export const QUIET_MS = 60;
 
 export interface Phases {
   readonly runs: number;
   /** engine.cgroups.create (mkdir per hierarchy, limits). */
   readonly create: Summary;
-  /** From create's end to the join's start (spawn, and whatever the runner waits for before joining). */
-  readonly spawnToPid: Summary;
-  /** cgroup.addProcess: one cgroup.procs write per hierarchy, while the sandbox waits. */
-  readonly join: Summary;
-  /** From the join to bwrap's close (mounts, seccomp, exec of the shim and `true`, exit). */
-  readonly joinToClose: Summary;
+  /** From create's end to bwrap's close (spawn, the launcher's join, mounts, seccomp, `true`, exit). */
+  readonly createToClose: Summary;
   /** cgroup.stats + cgroup.close (kill check, rmdir per hierarchy). */
   readonly teardown: Summary;
   /** From close's end to `exited` resolving. */
@@ -70,8 +75,8 @@ interface Timeline {
 }
 
 interface WhatIf {
-  /** Join by writeFileSync per hierarchy instead of awaiting fs/promises writes one by one. */
-  readonly syncJoin: boolean;
+  /** The daemon moves the launcher by pid (addProcess), as before the launcher joined by itself. */
+  readonly byPid: boolean;
   /** create() hands out a cgroup made before the run; close() finishes after `exited` resolves. */
   readonly pooled: boolean;
 }
@@ -90,12 +95,9 @@ interface Instrumented {
  * The engine with its CgroupManager wrapped: every cgroup step is time-stamped into `current`;
  * optionally with a what-if applied (not ebp's code; shows what a change in src/ would buy).
  */
-function instrumented(engine: SandboxEngine, whatIf: WhatIf = { syncJoin: false, pooled: false }): Instrumented | undefined {
+function instrumented(engine: SandboxEngine, whatIf: WhatIf = { byPid: false, pooled: false }): Instrumented | undefined {
   const inner = engine.cgroups;
   if (inner === undefined) return undefined;
-  // v1 layout: one `ebp-<name>` directory under each base the manager describes.
-  const bases = [...inner.describe().base.matchAll(/=(\S+)/g)].map((match) => match[1] ?? '');
-  if (whatIf.syncJoin && (inner.version !== 'v1' || bases.length === 0)) return undefined;
   let timeline: Timeline = { start: performance.now() };
   const pool: SandboxCgroup[] = [];
   const closing: Promise<void>[] = [];
@@ -108,18 +110,16 @@ function instrumented(engine: SandboxEngine, whatIf: WhatIf = { syncJoin: false,
       timeline.createStart = performance.now();
       const cgroup = (whatIf.pooled ? pool.shift() : undefined) ?? (await inner.create(name, limits));
       timeline.createEnd = performance.now();
+      const selfJoin = whatIf.byPid ? undefined : cgroup.selfJoinFiles?.bind(cgroup);
       const sandbox: SandboxCgroup = {
         version: cgroup.version,
         name: cgroup.name,
         async addProcess(pid) {
           timeline.joinStart = performance.now();
-          if (whatIf.syncJoin) {
-            for (const base of bases) writeFileSync(join(base, `ebp-${cgroup.name}`, 'cgroup.procs'), String(pid));
-          } else {
-            await cgroup.addProcess(pid);
-          }
+          await cgroup.addProcess(pid);
           timeline.joinEnd = performance.now();
         },
+        ...(selfJoin === undefined ? {} : { selfJoinFiles: selfJoin }),
         async stats() {
           timeline.statsStart = performance.now();
           return cgroup.stats();
@@ -150,17 +150,15 @@ function instrumented(engine: SandboxEngine, whatIf: WhatIf = { syncJoin: false,
 async function phaseBreakdown(engine: SandboxEngine, policy: Parameters<typeof runSandbox>[0], runs: number): Promise<Phases | undefined> {
   const probe = instrumented(engine);
   if (probe === undefined) return undefined;
-  const columns = { create: [] as number[], spawnToPid: [] as number[], join: [] as number[], joinToClose: [] as number[], teardown: [] as number[], resolve: [] as number[], total: [] as number[] };
+  const columns = { create: [] as number[], createToClose: [] as number[], teardown: [] as number[], resolve: [] as number[], total: [] as number[] };
   for (let index = 0; index < runs; index += 1) {
     probe.reset();
     await timeEbp(probe.engine, policy);
     const end = performance.now();
     const t = probe.current();
-    if (t.createStart === undefined || t.createEnd === undefined || t.joinStart === undefined || t.joinEnd === undefined || t.statsStart === undefined || t.closeEnd === undefined) continue;
+    if (t.createStart === undefined || t.createEnd === undefined || t.statsStart === undefined || t.closeEnd === undefined) continue;
     columns.create.push(t.createEnd - t.createStart);
-    columns.spawnToPid.push(t.joinStart - t.createEnd);
-    columns.join.push(t.joinEnd - t.joinStart);
-    columns.joinToClose.push(t.statsStart - t.joinEnd);
+    columns.createToClose.push(t.statsStart - t.createEnd);
     columns.teardown.push(t.closeEnd - t.statsStart);
     columns.resolve.push(end - t.closeEnd);
     columns.total.push(end - t.start);
@@ -168,9 +166,7 @@ async function phaseBreakdown(engine: SandboxEngine, policy: Parameters<typeof r
   return {
     runs: columns.total.length,
     create: summarize(columns.create),
-    spawnToPid: summarize(columns.spawnToPid),
-    join: summarize(columns.join),
-    joinToClose: summarize(columns.joinToClose),
+    createToClose: summarize(columns.createToClose),
     teardown: summarize(columns.teardown),
     resolve: summarize(columns.resolve),
     total: summarize(columns.total),
@@ -248,29 +244,44 @@ export async function benchSpawn(engine: SandboxEngine, options: { iterations: n
 
   const phases = await phaseBreakdown(engine, policy, Math.min(100, options.iterations));
 
-  /** Alternating runs of a what-if engine against raw bwrap. */
-  const compare = async (whatIf: WhatIf): Promise<WhatIfResult | undefined> => {
+  /** Alternating runs of a what-if engine against raw bwrap; with `quietMs`, a pause before each run. */
+  const compare = async (whatIf: WhatIf, quietMs = 0): Promise<WhatIfResult | undefined> => {
     const variant = instrumented(engine, whatIf);
     if (variant === undefined) return undefined;
     const ebpRuns: number[] = [];
     const rawRuns: number[] = [];
-    for (let index = 0; index < options.iterations; index += 1) {
+    const joins: number[] = [];
+    const runEbp = async (): Promise<void> => {
+      if (quietMs > 0) await delay(quietMs);
+      variant.reset();
+      ebpRuns.push(await timeEbp(variant.engine, policy));
+      const t = variant.current();
+      if (t.joinStart !== undefined && t.joinEnd !== undefined) joins.push(t.joinEnd - t.joinStart);
+    };
+    const runRaw = async (): Promise<void> => {
+      if (quietMs > 0) await delay(quietMs);
+      rawRuns.push(await timeRaw());
+    };
+    const count = quietMs > 0 ? Math.min(60, options.iterations) : options.iterations;
+    for (let index = 0; index < count; index += 1) {
       await variant.prepare();
       if (index % 2 === 0) {
-        ebpRuns.push(await timeEbp(variant.engine, policy));
-        rawRuns.push(await timeRaw());
+        await runEbp();
+        await runRaw();
       } else {
-        rawRuns.push(await timeRaw());
-        ebpRuns.push(await timeEbp(variant.engine, policy));
+        await runRaw();
+        await runEbp();
       }
       await variant.flush();
     }
     const ebpSummary = summarize(ebpRuns);
     const rawSummary = summarize(rawRuns);
-    return { ebp: ebpSummary, raw: rawSummary, ratioMedian: ebpSummary.median / rawSummary.median, ratioP90: ebpSummary.p90 / rawSummary.p90 };
+    return { ebp: ebpSummary, raw: rawSummary, ratioMedian: ebpSummary.median / rawSummary.median, ratioP90: ebpSummary.p90 / rawSummary.p90, join: joins.length === 0 ? undefined : summarize(joins) };
   };
-  const syncJoin = await compare({ syncJoin: true, pooled: false });
-  const pooled = await compare({ syncJoin: true, pooled: true });
+  const quiet = await compare({ byPid: false, pooled: false }, QUIET_MS);
+  const byPidQuiet = await compare({ byPid: true, pooled: false }, QUIET_MS);
+  const byPid = await compare({ byPid: true, pooled: false });
+  const pooled = await compare({ byPid: false, pooled: true });
 
   const ebpSummary = summarize(ebp);
   const rawSummary = summarize(raw);
@@ -285,7 +296,9 @@ export async function benchSpawn(engine: SandboxEngine, options: { iterations: n
     cgroupCreate,
     cgroupClose,
     phases,
-    syncJoin,
+    quiet,
+    byPidQuiet,
+    byPid,
     pooled,
   };
 }

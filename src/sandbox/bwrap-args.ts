@@ -34,6 +34,19 @@ export const FD = {
 export const LAUNCHER_SHIM = `read _ <&${FD.launch}; exec "$@" ${FD.launch}<&-`;
 
 /**
+ * The launcher where it joins the sandbox's cgroup itself (SandboxCgroup.selfJoinFiles, v1): it
+ * writes 0 ("this thread") to each file named before `--`, then execs what follows. A file it
+ * cannot write is named on FD.launch, and it exits 125 without starting anything.
+ */
+export const SELF_JOINING_LAUNCHER_SHIM = [
+  'while [ "$#" -gt 0 ] && [ "$1" != -- ]; do',
+  `  { printf 0 > "$1"; } 2>/dev/null || { printf '%s' "$1" >&${FD.launch}; exit 125; }`,
+  '  shift',
+  'done',
+  `shift; exec "$@" ${FD.launch}>&-`,
+].join('\n');
+
+/**
  * A tiny POSIX-sh shim between bwrap and the command. It reports that setup succeeded (so a
  * setup failure is told apart from the command's own exit status 1), closes that descriptor, then
  * execs the command: 126/127 come from the shell exactly as POSIX shells define them. The

@@ -8,7 +8,7 @@ import { FILES_SETUP_EXIT, filesPrefix, filesTools, joinSftp } from '../files/st
 import { EbpError } from '../lib/errors.js';
 import { randomHex } from '../lib/random.js';
 import { formatSize } from '../lib/units.js';
-import { buildBwrapArgs, FD, LAUNCHER_SHIM, PREPARED_SHIM_NAMES, preparedInput, type BwrapPlan } from './bwrap-args.js';
+import { buildBwrapArgs, FD, LAUNCHER_SHIM, PREPARED_SHIM_NAMES, preparedInput, SELF_JOINING_LAUNCHER_SHIM, type BwrapPlan } from './bwrap-args.js';
 import { hostEtcEntries, openHostEtcFiles } from './etc.js';
 import type { CgroupStats, SandboxCgroup } from './cgroup/index.js';
 import { defaultEngine, type SandboxEngine } from './engine.js';
@@ -192,6 +192,15 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
     copied.close();
     throw error;
   }
+  // The launcher moves itself into the cgroup where it can (v1); elsewhere this process moves it.
+  let joinFiles: readonly string[] | undefined;
+  try {
+    joinFiles = cgroup?.selfJoinFiles?.(engine.identity.switchUser ? engine.identity : undefined);
+  } catch (error) {
+    copied.close();
+    await cgroup?.close();
+    throw error;
+  }
 
   const stdio: StdioOptions = [
     options.stdin ?? 'inherit', options.stdout ?? 'inherit', options.stderr ?? 'inherit',
@@ -206,7 +215,8 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
   const bwrapArgv = [...rlimitPrefix(engine, policy), ...files, engine.bwrap, ...plan.args];
   let child: ChildProcess;
   try {
-    child = spawn('/bin/sh', ['-c', LAUNCHER_SHIM, 'ebp-launch', ...bwrapArgv], {
+    const launcher = joinFiles === undefined ? [LAUNCHER_SHIM, 'ebp-launch'] : [SELF_JOINING_LAUNCHER_SHIM, 'ebp-launch', ...joinFiles, '--'];
+    child = spawn('/bin/sh', ['-c', ...launcher, ...bwrapArgv], {
       stdio,
       env: { ...policy.env },
       // Threat: bwrap run as root with a user namespace maps the sandbox to host root.
@@ -259,7 +269,14 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
   // The launcher joins the cgroup first; only then may it exec bwrap.
   const pid = child.pid;
   if (pid === undefined) fail('bwrap could not be started');
-  else if (cgroup === undefined) pipe(FD.launch).end('\n');
+  else if (joinFiles !== undefined) {
+    let refused = '';
+    pipe(FD.launch).on('data', (chunk: Buffer) => {
+      if (refused.length < MAX_STATUS_TEXT) refused += chunk.toString();
+    }).on('end', () => {
+      if (refused !== '') fail(new EbpError('SANDBOX_SETUP_FAILED', `the launcher (uid ${engine.identity.uid}) could not move itself into the sandbox's cgroup: writing ${refused.slice(0, 512)} failed`));
+    });
+  } else if (cgroup === undefined) pipe(FD.launch).end('\n');
   else cgroup.addProcess(pid).then(() => pipe(FD.launch).end('\n'), fail);
 
   // Without NAT nothing needs doing between namespace creation and exec: release at once.

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { EbpError } from '../../src/lib/errors.js';
+import { FD, SELF_JOINING_LAUNCHER_SHIM } from '../../src/sandbox/bwrap-args.js';
 import { detectCgroups, prepareCgroups, type CgroupManager } from '../../src/sandbox/cgroup/index.js';
 
 const MOUNTS = '/sys/fs/cgroup';
@@ -151,6 +152,52 @@ void describe('cgroup v1 (real)', { skip: SKIP ?? false, timeout: 60_000 }, () =
       assert.match(error.message, /cgroup\.procs.*ENOENT/);
       return true;
     });
+  });
+
+  void it('the launcher moves itself in as the unprivileged user it runs as, through files given to that user only', async () => {
+    const name = uniqueName('self');
+    const cg = await manager.create(name, { memoryBytes: 64 * MiB, pids: 20, cpus: 1 });
+    try {
+      const files = cg.selfJoinFiles?.({ uid: NOBODY, gid: NOBODY }) ?? [];
+      assert.ok(files.length >= 4, `one file per hierarchy: ${files.join(' ')}`);
+      for (const file of files) {
+        assert.match(file, new RegExp(`/ebp/ebp-${name}/tasks$`));
+        assert.equal((await stat(file)).uid, NOBODY, file);
+        assert.equal((await stat(file.replace(/tasks$/, 'cgroup.procs'))).uid, 0, 'only tasks changes hands');
+      }
+      // As nobody: the launcher writes 0 (itself) to each, then execs what follows `--`.
+      const run = async (joinFiles: readonly string[]): Promise<{ code: number | null; stdout: string; refused: string }> => {
+        const child = spawn('/bin/sh', ['-c', SELF_JOINING_LAUNCHER_SHIM, 'ebp-launch', ...joinFiles, '--', '/bin/cat', '/proc/self/cgroup'], {
+          uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe', 'ignore', 'ignore', 'ignore', 'ignore', 'pipe'],
+        });
+        children.push(child);
+        let stdout = '';
+        let refused = '';
+        child.stdout?.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+        (child.stdio as unknown as NodeJS.ReadableStream[])[FD.launch]?.on('data', (chunk: Buffer) => { refused += chunk.toString(); });
+        const { code } = await exited(child);
+        await delay(50);
+        return { code, stdout, refused };
+      };
+      const joined = await run(files);
+      assert.equal(joined.code, 0, joined.refused);
+      for (const controller of ['memory', 'pids', 'cpu', 'freezer']) {
+        assert.match(joined.stdout, new RegExp(`:[a-z,]*\\b${controller}\\b[a-z,]*:/.*ebp/ebp-${name}\n`), controller);
+      }
+      // Another cgroup's tasks file is root's: the launcher names it and starts nothing.
+      const other = await manager.create(uniqueName('other'), { memoryBytes: 64 * MiB, pids: 20, cpus: 1 });
+      try {
+        const otherTasks = (other.selfJoinFiles?.() ?? [])[0] ?? '';
+        const refused = await run([otherTasks]);
+        assert.equal(refused.code, 125);
+        assert.equal(refused.stdout, '', 'nothing ran');
+        assert.equal(refused.refused, otherTasks);
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await cg.close();
+    }
   });
 
   void it('OOM-kills a memory hog and counts it', async () => {

@@ -2,7 +2,7 @@
 // name and limit validation. Every failure leaves here as an EbpError naming the file and errno.
 // Synchronous calls on purpose: cgroupfs operations are in-kernel and take microseconds, while a
 // trip through libuv's thread pool costs 0.1-0.8 ms each on a loaded machine, on every launch.
-import { accessSync, constants, readFileSync, readdirSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, chownSync, constants, readFileSync, readdirSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 /** Waits MS milliseconds (a plain timer: node:timers/promises is one more module to load). */
 function delay(ms: number): Promise<void> {
@@ -87,6 +87,15 @@ export function writeValue(path: string, value: string, hint?: string): void {
     writeFileSync(path, value);
   } catch (error) {
     throw cgroupError(`write "${value}" to`, path, error, hint);
+  }
+}
+
+/** Give one control file to UID:GID (a process of that user then writes it). */
+export function chownValue(path: string, uid: number, gid: number): void {
+  try {
+    chownSync(path, uid, gid);
+  } catch (error) {
+    throw cgroupError(`give to ${uid}:${gid}`, path, error);
   }
 }
 

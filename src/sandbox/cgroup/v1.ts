@@ -13,6 +13,7 @@ import {
   sweepStale,
   cgroupDirFor,
   cgroupError,
+  chownValue,
   cpuQuotaUsec,
   delay,
   exists,
@@ -256,6 +257,14 @@ class V1Sandbox implements SandboxCgroup {
   async addProcess(pid: number): Promise<void> {
     validatePid(pid);
     for (const dir of this.hierarchyDirs) writeValue(join(dir, 'cgroup.procs'), String(pid));
+  }
+
+  selfJoinFiles(owner?: { readonly uid: number; readonly gid: number }): readonly string[] {
+    const files = this.hierarchyDirs.map((dir) => join(dir, 'tasks'));
+    // This cgroup's own `tasks` only: a process can move itself into this sandbox's cgroup, and
+    // nowhere else (the sandbox inside sees no cgroupfs at all).
+    if (owner !== undefined) for (const file of files) chownValue(file, owner.uid, owner.gid);
+    return files;
   }
 
   async stats(): Promise<CgroupStats> {
