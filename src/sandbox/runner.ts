@@ -378,7 +378,9 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
       // 'close' (which waits for every stdio stream) never comes.
       // The SFTP stream too: the sandbox is gone, so is every user of its mount; sshfs gets EOF
       // and exits (the cgroup kill catches it otherwise).
-      for (let fd: number = FD.seccomp; fd < lastFd; fd += 1) if (control(fd) && fd !== FD.ready) pipe(fd).destroy();
+      // Not the launcher's own pipe when it joins by itself: it says there why it could not (its
+      // only writer, it ends at the launcher's exec or exit).
+      for (let fd: number = FD.seccomp; fd < lastFd; fd += 1) if (control(fd) && fd !== FD.ready && (fd !== FD.launch || joinFiles === undefined)) pipe(fd).destroy();
       // The ready byte may still be unread: a command that ends at once exits before this
       // process has read it, and a destroyed pipe loses it (the launch then looked like a setup
       // failure). Read to its end instead: its last writers, bwrap's processes, are going.

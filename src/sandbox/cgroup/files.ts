@@ -2,7 +2,10 @@
 // name and limit validation. Every failure leaves here as an EbpError naming the file and errno.
 // Synchronous calls on purpose: cgroupfs operations are in-kernel and take microseconds, while a
 // trip through libuv's thread pool costs 0.1-0.8 ms each on a loaded machine, on every launch.
+// One exception: moving a process in by its pid can wait milliseconds for an RCU grace period
+// (SandboxCgroup.selfJoinFiles), so that write goes through the thread pool (writeValueAsync).
 import { accessSync, chownSync, constants, readFileSync, readdirSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 /** Waits MS milliseconds (a plain timer: node:timers/promises is one more module to load). */
 function delay(ms: number): Promise<void> {
@@ -85,6 +88,15 @@ export function readOptional(path: string): string | undefined {
 export function writeValue(path: string, value: string, hint?: string): void {
   try {
     writeFileSync(path, value);
+  } catch (error) {
+    throw cgroupError(`write "${value}" to`, path, error, hint);
+  }
+}
+
+/** writeValue through the thread pool: for a write that may block (a process moved in by pid). */
+export async function writeValueAsync(path: string, value: string, hint?: string): Promise<void> {
+  try {
+    await writeFile(path, value);
   } catch (error) {
     throw cgroupError(`write "${value}" to`, path, error, hint);
   }

@@ -30,6 +30,7 @@ import {
   validatePid,
   writeOptional,
   writeValue,
+  writeValueAsync,
   type CgroupLine,
   type MountEntry,
   type Probe,
@@ -256,7 +257,8 @@ class V1Sandbox implements SandboxCgroup {
 
   async addProcess(pid: number): Promise<void> {
     validatePid(pid);
-    for (const dir of this.hierarchyDirs) writeValue(join(dir, 'cgroup.procs'), String(pid));
+    // One after the other: the first waits for the kernel's grace period, the rest do not.
+    for (const dir of this.hierarchyDirs) await writeValueAsync(join(dir, 'cgroup.procs'), String(pid));
   }
 
   selfJoinFiles(owner?: { readonly uid: number; readonly gid: number }): readonly string[] {

@@ -28,6 +28,7 @@ import {
   validatePid,
   writeOptional,
   writeValue,
+  writeValueAsync,
   type CgroupLine,
   type MountEntry,
   type Probe,
@@ -234,7 +235,7 @@ class V2Sandbox implements SandboxCgroup {
 
   async addProcess(pid: number): Promise<void> {
     validatePid(pid);
-    writeValue(join(this.dir, 'cgroup.procs'), String(pid));
+    await writeValueAsync(join(this.dir, 'cgroup.procs'), String(pid));
   }
 
   async stats(): Promise<CgroupStats> {
