@@ -111,10 +111,13 @@ describe('a prepared sandbox', { skip: SKIP }, () => {
     }
   });
 
-  test('serves one launch only; a word with a NUL or a bad variable name is refused before anything runs', T, async () => {
+  test('serves one launch only; a word with a NUL, a bad or the shim\'s own variable name, a command with a leading dash are refused before anything runs', T, async () => {
     const prepared = await prepareSandbox(policy(), { engine, ...PIPES });
     assert.throws(() => prepared.start(['echo', 'a\0b'], {}), /NUL/);
     assert.throws(() => prepared.start(['echo'], { 'BAD NAME': 'x' }), /invalid environment variable name/);
+    assert.throws(() => prepared.start(['echo'], { ebp_go: '1' }), /"ebp_go" is the waiting shim's own/);
+    assert.throws(() => prepared.start(['echo'], { IFS: ' ' }), /"IFS" is the waiting shim's own/);
+    assert.throws(() => prepared.start(['-echo'], {}), /starts with a dash/);
     const handle = prepared.start(['echo', 'once'], {});
     assert.throws(() => prepared.start(['echo', 'twice'], {}), /no longer waiting/);
     assert.equal((await output(handle)).stdout, 'once\n');
