@@ -182,19 +182,14 @@ async function openSandbox(policy: SandboxPolicy, options: StartOptions, prepare
   const copied = openHostEtcFiles(hostEtcEntries(policy.network));
   let plan: BwrapPlan;
   let cgroup: SandboxCgroup | undefined;
+  let joinFiles: readonly string[] | undefined;
   try {
     const context = { layout: engine.layout, copiedEtc: copied.names, ...(dnsAddress === undefined ? {} : { dnsAddress }) };
     plan = prepared
       ? buildBwrapArgs(policy, { ...context, prepared: { prefix: ctty } })
       : buildBwrapArgs(policy.command[0] === undefined ? policy : { ...policy, command: [...ctty, ...policy.command] }, context);
     if (engine.cgroups !== undefined) cgroup = await engine.cgroups.create(`s-${id}`, policy.limits);
-  } catch (error) {
-    copied.close();
-    throw error;
-  }
-  // The launcher moves itself into the cgroup where it can (v1); elsewhere this process moves it.
-  let joinFiles: readonly string[] | undefined;
-  try {
+    // The launcher moves itself into the cgroup where it can (v1); elsewhere this process moves it.
     joinFiles = cgroup?.selfJoinFiles?.(engine.identity.switchUser ? engine.identity : undefined);
   } catch (error) {
     copied.close();

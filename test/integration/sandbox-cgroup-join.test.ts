@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { EbpError } from '../../src/lib/errors.js';
+import { parseProcCgroup } from '../../src/sandbox/cgroup/files.js';
 import type { CgroupManager, SandboxCgroup } from '../../src/sandbox/cgroup/index.js';
 import { createEngine, type SandboxEngine } from '../../src/sandbox/engine.js';
 import { buildPolicy } from '../../src/sandbox/request.js';
@@ -27,13 +29,7 @@ before(async () => {
 
 /** The cgroup paths of PID per controller, from /proc/PID/cgroup as the host sees them. */
 function cgroupsOf(pid: number): Map<string, string> {
-  const paths = new Map<string, string>();
-  for (const line of readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n')) {
-    const [, controllers, path] = line.split(':');
-    if (controllers === undefined || path === undefined) continue;
-    for (const controller of controllers.split(',')) paths.set(controller, path);
-  }
-  return paths;
+  return new Map(parseProcCgroup(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).flatMap((line) => line.controllers.map((controller) => [controller, line.path] as const)));
 }
 
 async function read(stream: NodeJS.ReadableStream | null): Promise<string> {
@@ -42,8 +38,8 @@ async function read(stream: NodeJS.ReadableStream | null): Promise<string> {
   return text;
 }
 
-/** ENGINE's cgroups, each telling the launcher to join through FILES instead of its own. */
-function joiningThrough(files: readonly string[], made: SandboxCgroup[]): SandboxEngine {
+/** ENGINE's cgroups, each telling the launcher to join through FILES (or failing to) instead of its own. */
+function joiningThrough(files: readonly string[] | Error, made: SandboxCgroup[]): SandboxEngine {
   const inner = engine.cgroups as CgroupManager;
   const cgroups: CgroupManager = {
     version: inner.version,
@@ -56,7 +52,10 @@ function joiningThrough(files: readonly string[], made: SandboxCgroup[]): Sandbo
         version: cgroup.version,
         name: cgroup.name,
         addProcess: (pid) => cgroup.addProcess(pid),
-        selfJoinFiles: () => files,
+        selfJoinFiles: () => {
+          if (files instanceof Error) throw files;
+          return files;
+        },
         stats: () => cgroup.stats(),
         killAll: () => cgroup.killAll(),
         close: () => cgroup.close(),
@@ -104,8 +103,25 @@ describe('a sandbox on cgroup v1', () => {
     assert.equal(exit.message, `the sandbox could not be set up: the launcher (uid ${engine.identity.uid}) could not move itself into the sandbox's cgroup: writing ${file} failed`);
     assert.equal(stdout, '', 'the command did not run');
     assert.equal(made.length, 1);
-    const bases = [...(engine.cgroups?.describe().base ?? '').matchAll(/=(\S+)/g)].map((match) => match[1] ?? '');
-    assert.ok(bases.length >= 4, 'a base per hierarchy');
-    for (const base of bases) assert.equal(existsSync(`${base}/ebp-s-${handle.id}`), false, `${base}: the cgroup was removed`);
+    assertRemoved(handle.id);
+  });
+
+  test('does not start when the launcher\'s files cannot be given to it: the error names them, the cgroup goes', T, async (t) => {
+    if (skip !== false) {
+      t.skip(skip);
+      return;
+    }
+    const made: SandboxCgroup[] = [];
+    const refusal = new EbpError('CGROUP_UNAVAILABLE', 'cannot give to 995:995 /sys/fs/cgroup/pids/ebp/x/tasks: EPERM', { hint: 'run `ebp doctor`' });
+    await assert.rejects(startSandbox(buildPolicy({ command: ['true'] }, engine.identity), { engine: joiningThrough(refusal, made), ...PIPES }), (error: unknown) => error === refusal);
+    assert.equal(made.length, 1);
+    assertRemoved(made[0]?.name.replace(/^s-/, '') ?? '');
   });
 });
+
+/** No directory of sandbox ID's cgroup is left in any hierarchy. */
+function assertRemoved(id: string): void {
+  const bases = [...(engine.cgroups?.describe().base ?? '').matchAll(/=(\S+)/g)].map((match) => match[1] ?? '');
+  assert.ok(bases.length >= 4, 'a base per hierarchy');
+  for (const base of bases) assert.equal(existsSync(`${base}/ebp-s-${id}`), false, `${base}: the cgroup was removed`);
+}

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { EbpError } from '../../src/lib/errors.js';
+import { chownValue, writeValueAsync } from '../../src/sandbox/cgroup/files.js';
 import { detectCgroups, type CgroupManager } from '../../src/sandbox/cgroup/index.js';
 
 // dist/test/unit/ → repository root → test/data
@@ -90,6 +91,8 @@ void describe('cgroup v2 (fake tree)', () => {
     assert.equal(await text(join(dir, 'cgroup.procs')), '99999999');
     await assert.rejects(cg.addProcess(0), isCode('USAGE'));
     await assert.rejects(cg.addProcess(1.5), isCode('USAGE'));
+    // v2 moves whole processes only: the runner's launcher is moved in by pid, not by itself.
+    assert.equal('selfJoinFiles' in cg, false);
     // No kernel here: play its part and report the process gone before close() waits for that.
     await writeFile(join(dir, 'cgroup.procs'), '');
 
@@ -215,5 +218,19 @@ void describe('cgroup v2 (fake tree)', () => {
     });
     assert.ok(detection.ok);
     assert.equal(detection.manager.describe().base, base);
+  });
+});
+
+void describe('cgroup control files', () => {
+  void it('a file that cannot be given to the sandbox user, or written through the thread pool, is an error naming it', async () => {
+    const missing = join(tmpdir(), `ebp-no-such-cgroup-${process.pid}`, 'tasks');
+    assert.throws(() => { chownValue(missing, 65534, 65534); }, (error: unknown) => {
+      assert.ok(error instanceof EbpError);
+      assert.equal(error.code, 'CGROUP_UNAVAILABLE');
+      assert.match(error.message, new RegExp(`give to 65534:65534.*${missing}.*ENOENT`));
+      assert.match(error.hint ?? '', /ebp doctor/);
+      return true;
+    });
+    await assert.rejects(writeValueAsync(missing, '0'), (error: unknown) => error instanceof EbpError && error.message.includes(missing) && /ENOENT/.test(error.message));
   });
 });
