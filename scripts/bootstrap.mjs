@@ -33,6 +33,7 @@ const PACKAGES = {
     python3: 'attack and posture tests run real syscalls through ctypes',
     perl: 'checks that real programs work inside',
     procps: 'process checks in leak tests',
+    strace: 'counts the sched_yield calls in the CPU hand-off test',
     iproute2: 'test hosts in network namespaces',
     locales: 'locale checks inside the sandbox',
     'openssh-client': 'interop: the real ssh client and ssh-keygen against the daemon',

@@ -10,6 +10,7 @@ import type { StdioTaken } from '../control/caller-stdio.js';
 import { isDevNull } from '../lib/descriptors.js';
 import { writesDone } from '../lib/streams.js';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
+import { pipeHandingOff } from '../lib/handoff.js';
 
 /**
  * isatty(FD), with node:tty (two thirds of a millisecond to load) loaded only for a character
@@ -73,9 +74,9 @@ export async function attach(remote: RemoteProcess, options: AttachOptions): Pro
     process.on(signal, listener);
     cleanups.push(() => process.off(signal, listener));
   }
-  if (taken?.stdin !== true) process.stdin.pipe(remote.stdin);
-  if (taken?.stdout !== true) remote.stdout.pipe(process.stdout, { end: false });
-  if (taken?.stderr !== true) remote.stderr.pipe(process.stderr, { end: false });
+  if (taken?.stdin !== true) pipeHandingOff(process.stdin, remote.stdin);
+  if (taken?.stdout !== true) pipeHandingOff(remote.stdout, process.stdout, { end: false });
+  if (taken?.stderr !== true) pipeHandingOff(remote.stderr, process.stderr, { end: false });
   try {
     const exit = await remote.exit;
     // The status can overtake the last output still queued behind a slow reader: let the

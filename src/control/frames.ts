@@ -4,6 +4,7 @@ import { Readable, Writable } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { RemoteExit, RemoteProcess } from '../transport/remote-process.js';
 import type { CallerStdio } from './caller-stdio.js';
+import { pipeHandingOff } from '../lib/handoff.js';
 
 export const Frame = {
   stdin: 0,
@@ -174,7 +175,7 @@ export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: 
     local.stdin.on('error', () => {
       remote.stdin.end();
     });
-    local.stdin.pipe(remote.stdin);
+    pipeHandingOff(local.stdin, remote.stdin);
   }
   const flushes: Promise<void>[] = [];
   const output = (stream: Readable, own: Writable | undefined, type: FrameType): void => {
@@ -196,7 +197,7 @@ export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: 
       own.once('close', resolve);
       own.once('error', () => { resolve(); });
     }));
-    stream.pipe(own);
+    pipeHandingOff(stream, own);
   };
   output(remote.stdout, local?.stdout, Frame.stdout);
   output(remote.stderr, local?.stderr, Frame.stderr);

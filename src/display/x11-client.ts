@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { MIT_COOKIE, randomCookie } from './x11-auth.js';
 import { parseDisplay, type DisplayAddress, type DisplaySocket, type LocalDisplay } from './x11-local.js';
 import { cookieMatches, encodeConnectionSetup, parseConnectionSetup, ServerMessageFramer } from './x11-setup.js';
+import { handOff, pipeHandingOff } from '../lib/handoff.js';
 
 /** A channel must present its setup this fast; a silent one only holds resources. */
 const SETUP_TIMEOUT_MS = 10_000;
@@ -131,15 +132,17 @@ export class X11Forwarder {
         // The real cookie goes only to the person's own X server, never back over the network.
         display.write(encodeConnectionSetup(setup, launch.local.authName, launch.realData));
         if (rest.length > 0) display.write(rest);
-        channel.pipe(display);
+        pipeHandingOff(channel, display);
         // The server's messages go on whole (see ServerMessageFramer), with pipe()'s backpressure.
         const framer = new ServerMessageFramer(setup.byteOrder);
         display.on('data', (chunk: Buffer) => {
           const ready = framer.push(chunk);
-          if (ready.length > 0 && !channel.write(ready)) {
+          if (ready.length === 0) return;
+          if (!channel.write(ready)) {
             display.pause();
             channel.once('drain', () => display.resume());
           }
+          handOff(ready.length);
         });
         display.once('end', () => {
           const rest = framer.flush();

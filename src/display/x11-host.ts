@@ -13,6 +13,7 @@ import type { X11Mount } from '../sandbox/policy.js';
 import type { HostIdentity } from '../sandbox/privilege.js';
 import { unreachableFolder } from '../sandbox/request.js';
 import { MIT_COOKIE, parseHexCookie, sandboxXauthority } from './x11-auth.js';
+import { pipeHandingOff } from '../lib/handoff.js';
 
 /** What a client asked for in its x11-req, validated. */
 export interface X11Request {
@@ -126,8 +127,9 @@ export async function openSandboxDisplay(forwarding: X11Forwarding, options: { b
           socket.destroy();
         });
         socket.once('close', () => channel.destroy());
-        socket.pipe(channel);
-        channel.pipe(socket);
+        // X11 is request and reply: each small message hands the CPU to its reader.
+        pipeHandingOff(socket, channel);
+        pipeHandingOff(channel, socket);
         socket.resume();
       }, (error: unknown) => {
         log('x11-channel-refused', { error: error instanceof Error ? error.message : String(error) });

@@ -6,6 +6,7 @@ interface Libc {
   ioctl: (fd: number, request: number) => number;
   getsockopt: (fd: number, level: number, name: number, out: Buffer, length: number[]) => number;
   errno: () => number;
+  schedYield: () => number;
 }
 
 let libc: Libc | undefined;
@@ -19,6 +20,7 @@ function load(): Libc {
     ioctl: (fd, request) => ioctl(fd, request),
     getsockopt,
     errno: () => koffi.errno(),
+    schedYield: lib.func('int sched_yield(void)') as Libc['schedYield'],
   };
   return libc;
 }
@@ -55,3 +57,17 @@ export function peerPid(fd: number): number | undefined {
   }
 }
 
+
+let schedYield: (() => number) | null | undefined;
+
+/** sched_yield(2): lets another process ready on this CPU run first. Without the FFI, nothing. */
+export function yieldCpu(): void {
+  if (schedYield === undefined) {
+    try {
+      schedYield = load().schedYield;
+    } catch {
+      schedYield = null;
+    }
+  }
+  schedYield?.();
+}

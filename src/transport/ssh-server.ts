@@ -15,6 +15,7 @@ import { channelSocket, corked } from './corked.js';
 import { repairWindowHandling } from './ssh2-window.js';
 import { FILES_ENV, filesChannelToken, MAX_SPEC_BYTES, parseFilesSpec, type FilesSpec } from '../files/spec.js';
 import { READ_AHEAD_HELLO } from '../files/read-ahead.js';
+import { pipeHandingOff } from '../lib/handoff.js';
 
 const { Server, utils } = ssh2;
 
@@ -388,8 +389,9 @@ export class SshServer {
     const { handle, io } = session;
     if (io.kind === 'terminal') {
       const master = io.pty.master;
-      channel.pipe(master);
-      master.pipe(channel, { end: false });
+      // Keystrokes and screen output: each chunk hands the CPU to its reader (lib/handoff.ts).
+      pipeHandingOff(channel, master);
+      pipeHandingOff(master, channel, { end: false });
       await new Promise<void>((resolve) => {
         master.once('close', resolve);
         // A pty master reports EIO (handled in openPty) once the last process of the session is gone.
@@ -401,10 +403,10 @@ export class SshServer {
     const { stdin, stdout, stderr } = handle;
     if (stdin !== null) {
       stdin.on('error', () => undefined);
-      channel.pipe(stdin);
+      pipeHandingOff(channel, stdin);
     }
-    if (stdout !== null) stdout.pipe(channel, { end: false });
-    if (stderr !== null) stderr.pipe(channel.stderr, { end: false });
+    if (stdout !== null) pipeHandingOff(stdout, channel, { end: false });
+    if (stderr !== null) pipeHandingOff(stderr, channel.stderr, { end: false });
     // At its end an output has handed all of its bytes on (pipe writes them as they come): its
     // close, a turn of the event loop later, is not waited for.
     await Promise.all([stdout, stderr].map(async (output) => outputEnded(output)));
