@@ -8,14 +8,28 @@
 // after the write lets the woken reader run first; when it runs on another CPU (or nothing waits)
 // the call returns at once. Bulk data is left alone: its chunks are large and the reader is busy.
 import type { Readable, Writable } from 'node:stream';
-import { yieldCpu } from './libc.js';
 
 /** Chunks up to this size are interactive: typing, echo, screen updates, X11 round trips. */
 export const INTERACTIVE_CHUNK = 4096;
 
+let yieldCpu: (() => void) | undefined;
+let loading: Promise<void> | undefined;
+
+/**
+ * Loads the FFI that calls sched_yield(2). The first interactive write does it (and is not
+ * followed by a hand-off): a command that never relays anything, `ebp run HOST true`, should not
+ * load a native module for nothing (about 10 ms of a short command's start).
+ */
+export function loadHandOff(): Promise<void> {
+  loading ??= import('./libc.js').then((libc) => { yieldCpu = libc.yieldCpu; }, () => undefined);
+  return loading;
+}
+
 /** After a write of BYTES that a reader waits for: sched_yield(2), if the write was interactive. */
 export function handOff(bytes: number): void {
-  if (bytes <= INTERACTIVE_CHUNK) yieldCpu();
+  if (bytes > INTERACTIVE_CHUNK) return;
+  if (yieldCpu === undefined) void loadHandOff();
+  else yieldCpu();
 }
 
 /**

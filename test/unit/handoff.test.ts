@@ -58,7 +58,8 @@ test('sched_yield follows each interactive chunk and no bulk one (strace on a re
   }
   // 7 chunks of 1 byte, 1 of exactly INTERACTIVE_CHUNK, 3 of 64 KiB: 8 hand-offs.
   const script = `
-    const { pipeHandingOff } = await import(${JSON.stringify(handoffModule)});
+    const { loadHandOff, pipeHandingOff } = await import(${JSON.stringify(handoffModule)});
+    await loadHandOff();
     const { PassThrough, Writable } = await import('node:stream');
     const source = new PassThrough();
     pipeHandingOff(source, new Writable({ write(chunk, _encoding, callback) { callback(); } }));
@@ -72,4 +73,21 @@ test('sched_yield follows each interactive chunk and no bulk one (strace on a re
   assert.equal(run.status, 0, run.stderr);
   const yields = run.stderr.split('\n').filter((line) => /sched_yield\(\)/.test(line));
   assert.equal(yields.length, 8, run.stderr);
+});
+
+test('bulk chunks do not load the FFI; the first interactive one does', () => {
+  // The native modules a process has loaded, as its own report lists them.
+  const script = `
+    const { handOff, loadHandOff } = await import(${JSON.stringify(handoffModule)});
+    const koffiLoaded = () => process.report.getReport().sharedObjects.some((path) => path.includes('koffi'));
+    handOff(65536);
+    await new Promise((resolve) => setImmediate(resolve));
+    const afterBulk = koffiLoaded();
+    handOff(1);
+    await loadHandOff();
+    process.stdout.write(JSON.stringify([afterBulk, koffiLoaded()]));
+  `;
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout), [false, true]);
 });
