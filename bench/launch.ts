@@ -4,6 +4,8 @@
 // shares `true`, `cat`, `head` and `sh` and trusts B's key; B's daemon is the warm path (the CLI
 // hands the launch to it over its control socket, it relays through its pooled connection), and a
 // second state folder B2 with B's identity but no daemon is the cold path (the CLI dials A itself).
+// A second pair, A0 and B0, runs with EBP_HANDOFF=off: the echo's warm path without the hand-off
+// of interactive writes (src/lib/handoff.ts), measured in the same turns.
 //
 //   1. cold `ebp run A true` (B2) against a fresh `ssh host true`;
 //   2. warm `ebp run A true` (through B's daemon) minus `node -e 0`, against `ssh` through a warm
@@ -142,6 +144,8 @@ export interface LaunchResult {
     readonly sessions: EchoSession[];
     readonly warm: Pair | undefined;
     readonly cold: Pair | undefined;
+    /** What-if: the warm path's daemons without the hand-off, against the same anchor. */
+    readonly warmNoHandOff: Pair | undefined;
     readonly problem: string | undefined;
   };
   readonly bulk: {
@@ -194,6 +198,8 @@ class Fixture {
   readonly children: ChildProcess[] = [];
   sshPort = 0;
   peerPort = 0;
+  /** Host A0 (hand-off off). */
+  noHandOffPort = 0;
   userOurs = false;
   madeRunSshd = false;
   /** The processes whose CPU the bulk transfers account for. */
@@ -212,13 +218,13 @@ class Fixture {
   }
 
   /** A child that dies with this process (setpriv --pdeathsig), its output into files here. */
-  start(name: string, argv: readonly string[]): { child: ChildProcess; out: string; err: string } {
+  start(name: string, argv: readonly string[], env?: NodeJS.ProcessEnv): { child: ChildProcess; out: string; err: string } {
     const out = this.path(`${name}.out`);
     const err = this.path(`${name}.err`);
     const outFd = openSync(out, 'w');
     const errFd = openSync(err, 'w');
     try {
-      const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...argv], { stdio: ['ignore', outFd, errFd] });
+      const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...argv], { stdio: ['ignore', outFd, errFd], env: env ?? process.env });
       child.on('error', () => undefined);
       this.children.push(child);
       return { child, out, err };
@@ -412,6 +418,15 @@ async function startEbp(fixture: Fixture): Promise<void> {
   mkdirSync(fixture.path('B2'), { mode: 0o700 });
   cpSync(fixture.path('B', 'identity'), fixture.path('B2', 'identity'), { recursive: true });
   cpSync(fixture.path('B', 'known-peers.json'), fixture.path('B2', 'known-peers.json'));
+  // The what-if pair: A0 and B0 as A and B, with no hand-off.
+  const off = { ...process.env, EBP_HANDOFF: 'off' };
+  const key0 = must(fixture.ebpArgs('B0', 'id', '--public-key'), 'ebp id (B0)').trim();
+  must(fixture.ebpArgs('A0', 'trust', '--key', key0, '--name', 'bench-B0'), 'ebp trust (A0)');
+  const hostA0 = fixture.start('daemon-A0', fixture.daemonArgs('A0', '--port', '0', '--listen', HOST, '--config', fixture.path('host.toml')), off);
+  fixture.noHandOffPort = Number((await waitFor(hostA0.child, () => readText(hostA0.out) + readText(hostA0.err), /on port (\d+)/, 'ebp up (host A0)'))[1]);
+  const hostB0 = fixture.start('daemon-B0', fixture.daemonArgs('B0', '--port', '0', '--listen', HOST, '--config', fixture.path('client.toml')), off);
+  await waitFor(hostB0.child, () => readText(hostB0.out) + readText(hostB0.err), /on port (\d+)/, 'ebp up (client B0)');
+  must(fixture.ebpArgs('B0', 'run', `${HOST}:${fixture.noHandOffPort}`, 'true'), 'ebp run through daemon B0');
 }
 
 interface HyperfineJson {
@@ -490,6 +505,7 @@ export const NAMES = {
 const ECHO = {
   floor: 'local pty, echoed by its own line discipline (the method\'s floor)',
   warm: 'ebp run A cat (warm: daemon B)',
+  noHandOff: 'ebp run A0 cat (warm: daemon B0; both with EBP_HANDOFF=off)',
   master: 'ssh -tt host cat (ControlMaster)',
   cold: 'ebp run A cat (cold: direct)',
   ssh: 'ssh -tt host cat (fresh)',
@@ -500,6 +516,7 @@ function echoBench(fixture: Fixture, root: string, options: LaunchOptions): Laun
   const target = `${BENCH_USER}@${HOST}`;
   const sessions = [
     { name: ECHO.warm, argv: fixture.ebpArgs('B', 'run', peer, 'cat') },
+    { name: ECHO.noHandOff, argv: ['env', 'EBP_HANDOFF=off', ...fixture.ebpArgs('B0', 'run', `${HOST}:${fixture.noHandOffPort}`, 'cat')] },
     { name: ECHO.master, argv: [...fixture.sshBase(), ...fixture.sshMaster(), '-tt', target, 'cat'] },
     { name: ECHO.cold, argv: fixture.ebpArgs('B2', 'run', peer, 'cat') },
     { name: ECHO.ssh, argv: [...fixture.sshBase(), '-tt', target, 'cat'] },
@@ -510,7 +527,7 @@ function echoBench(fixture: Fixture, root: string, options: LaunchOptions): Laun
     join(root, 'bench', 'pty-echo.py'), String(options.echoCount), String(options.echoWarmup), String(options.echoBlock), JSON.stringify(sessions),
   ], { encoding: 'utf8', cwd: fixture.dir, timeout: 300_000, stdio: ['ignore', 'pipe', 'pipe'] });
   if (result.error !== undefined || result.status !== 0) {
-    return { count: options.echoCount, sessions: [], warm: undefined, cold: undefined, problem: `pty-echo.py: ${result.error?.message ?? ''}${result.stderr.trim().split('\n').slice(-3).join(' / ')}` };
+    return { count: options.echoCount, sessions: [], warm: undefined, cold: undefined, warmNoHandOff: undefined, problem: `pty-echo.py: ${result.error?.message ?? ''}${result.stderr.trim().split('\n').slice(-3).join(' / ')}` };
   }
   const parsed = JSON.parse(result.stdout) as Record<string, { us: number[]; readyMs: number }>;
   const list: EchoSession[] = sessions.map((session) => ({ name: session.name, us: summarize(parsed[session.name]?.us ?? []), readyMs: parsed[session.name]?.readyMs ?? Number.NaN }));
@@ -520,6 +537,7 @@ function echoBench(fixture: Fixture, root: string, options: LaunchOptions): Laun
     sessions: list,
     warm: pair(find(ECHO.warm), find(ECHO.master)),
     cold: pair(find(ECHO.cold), find(ECHO.ssh)),
+    warmNoHandOff: pair(find(ECHO.noHandOff), find(ECHO.master)),
     problem: result.stderr.trim() === '' ? undefined : result.stderr.trim(),
   };
 }
@@ -698,7 +716,7 @@ function emptyResult(skipped: string, options: LaunchOptions): LaunchResult {
   return {
     skipped, runs: options.runs, rounds: options.rounds, warmup: options.warmup, versions: { ssh: '', python: '' }, sshCipher: '',
     commands: [], breakdown: undefined, failed: [], cold: undefined, warm: undefined,
-    echo: { count: 0, sessions: [], warm: undefined, cold: undefined, problem: skipped },
+    echo: { count: 0, sessions: [], warm: undefined, cold: undefined, warmNoHandOff: undefined, problem: skipped },
     bulk: { bytes: options.bulkBytes, runs: 0, warmup: 0, stdout: undefined, stdin: undefined, problem: skipped },
     durationS: 0, notes: [],
   };
@@ -775,7 +793,7 @@ export async function benchLaunch(options: LaunchOptions): Promise<LaunchResult>
       notes.push(`in-process breakdown failed: ${error instanceof Error ? error.message : String(error)}`);
     }
 
-    options.log(`launch 3: keystroke-to-echo in a terminal, 4 sessions open at once, ${options.echoCount} keystrokes each in turns of ${options.echoBlock}`);
+    options.log(`launch 3: keystroke-to-echo in a terminal, ebp and ssh sessions open at once, ${options.echoCount} keystrokes each in turns of ${options.echoBlock}`);
     const echo = echoBench(fixture, options.root, options);
     if (echo.problem !== undefined) options.log(`launch 3: ${echo.problem}`);
 
@@ -857,6 +875,11 @@ export function launchSummaryRows(result: LaunchResult): string[][] {
   };
   echoRow('warm: ebp through daemon B', echo.warm, 'ssh -tt, ControlMaster');
   echoRow('cold: ebp dialling directly', echo.cold, 'ssh -tt, fresh');
+  if (echo.warmNoHandOff !== undefined) {
+    // Not a target: what the hand-off of interactive writes (src/lib/handoff.ts) buys, same turns.
+    const off = echo.warmNoHandOff;
+    rows.push([`3. what-if, warm without the hand-off (EBP_HANDOFF=off), median`, us(off.ebp.median), `ssh -tt, ControlMaster ${us(off.anchor.median)}`, x(off.ratioMedian), '–', '']);
+  }
   if (echo.sessions.length === 0 && echo.problem !== undefined) rows.push(['3. keystroke → echo', `left out: ${echo.problem}`, '', '', '', '']);
   const mib = `${bulk.bytes / 1024 ** 2} MiB`;
   const bulkRows = (label: string, direction: BulkDirection | undefined): void => {
@@ -907,7 +930,7 @@ export function launchDetail(result: LaunchResult): string {
     lines.push('');
   }
   if (result.echo.sessions.length > 0) {
-    lines.push(`Keystroke → echo (${result.echo.count} timed keystrokes per session after a warm-up; the four sessions open at once, measured in turns):`);
+    lines.push(`Keystroke → echo (${result.echo.count} timed keystrokes per session after a warm-up; the sessions open at once, measured in turns):`);
     lines.push('');
     lines.push('| Session | median | p90 | mean | min | max | client start → first echo |');
     lines.push('|---|---|---|---|---|---|---|');

@@ -12,6 +12,8 @@ import type { Readable, Writable } from 'node:stream';
 /** Chunks up to this size are interactive: typing, echo, screen updates, X11 round trips. */
 export const INTERACTIVE_CHUNK = 4096;
 
+/** EBP_HANDOFF=off: no hand-offs (the launch benchmark's what-if daemons run so). */
+const disabled = process.env['EBP_HANDOFF'] === 'off';
 let yieldCpu: (() => void) | undefined;
 let loading: Promise<void> | undefined;
 
@@ -27,7 +29,7 @@ export function loadHandOff(): Promise<void> {
 
 /** After a write of BYTES that a reader waits for: sched_yield(2), if the write was interactive. */
 export function handOff(bytes: number): void {
-  if (bytes > INTERACTIVE_CHUNK) return;
+  if (bytes > INTERACTIVE_CHUNK || disabled) return;
   if (yieldCpu === undefined) void loadHandOff();
   else yieldCpu();
 }
