@@ -57,7 +57,6 @@ export function peerPid(fd: number): number | undefined {
   }
 }
 
-
 let schedYield: (() => number) | null | undefined;
 
 /** sched_yield(2): lets another process ready on this CPU run first. Without the FFI, nothing. */
