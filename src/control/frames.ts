@@ -197,7 +197,8 @@ export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: 
       own.once('close', resolve);
       own.once('error', () => { resolve(); });
     }));
-    pipeHandingOff(stream, own);
+    // The person's own terminal or output: no hand-off (see cli/attach.ts).
+    stream.pipe(own);
   };
   output(remote.stdout, local?.stdout, Frame.stdout);
   output(remote.stderr, local?.stderr, Frame.stderr);

@@ -7,6 +7,7 @@
 // OpenSSH's; four such hops per keystroke made up most of the gap between the two. sched_yield(2)
 // after the write lets the woken reader run first; when it runs on another CPU (or nothing waits)
 // the call returns at once. Bulk data is left alone: its chunks are large and the reader is busy.
+// So is output to the person's own terminal (cli/attach.ts says why).
 import type { Readable, Writable } from 'node:stream';
 
 /** Chunks up to this size are interactive: typing, echo, screen updates, X11 round trips. */
