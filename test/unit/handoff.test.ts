@@ -91,3 +91,32 @@ test('bulk chunks do not load the FFI; the first interactive one does', () => {
   assert.equal(run.status, 0, run.stderr);
   assert.deepEqual(JSON.parse(run.stdout), [false, true]);
 });
+
+test('without the FFI (koffi cannot load) the hand-off does nothing and the data still goes through', () => {
+  // A resolve hook that refuses koffi, as on a machine where its native part is missing.
+  const hook = 'export async function resolve(specifier, context, next) { if (specifier === "koffi") throw new Error("koffi is not here"); return next(specifier, context); }';
+  const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`;
+  const script = `
+    const { handOff, loadHandOff, pipeHandingOff } = await import(${JSON.stringify(handoffModule)});
+    const { PassThrough } = await import('node:stream');
+    handOff(1);
+    await loadHandOff();
+    const source = new PassThrough();
+    const dest = pipeHandingOff(source, new PassThrough());
+    source.end('still here');
+    let text = '';
+    for await (const chunk of dest) text += chunk;
+    process.stdout.write(text);
+  `;
+  const run = spawnSync('strace', ['-f', '-qq', '-e', 'trace=sched_yield', '--', process.execPath, '--import', `data:text/javascript,${encodeURIComponent(register)}`, '--input-type=module', '-e', script], { encoding: 'utf8' });
+  if (run.error !== undefined) {
+    // No strace: the same run without counting.
+    const plain = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, '--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(plain.status, 0, plain.stderr);
+    assert.equal(plain.stdout, 'still here');
+    return;
+  }
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout, 'still here');
+  assert.equal(run.stderr.split('\n').filter((line) => /sched_yield\(\)/.test(line)).length, 0, run.stderr);
+});
