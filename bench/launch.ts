@@ -400,33 +400,38 @@ async function startSshd(fixture: Fixture): Promise<void> {
   }
 }
 
+/**
+ * Host HOST (sharing host.toml's apps, trusting CLIENT's key) and client CLIENT, both `ebp up`,
+ * and CLIENT's first launch through its daemon: it learns the host's key (known-peers) and opens
+ * its pooled connection. Resolves with the pids and the host's port.
+ */
+async function startPair(fixture: Fixture, host: string, client: string, env?: NodeJS.ProcessEnv): Promise<{ port: number; hostPid: number | undefined; clientPid: number | undefined }> {
+  const key = must(fixture.ebpArgs(client, 'id', '--public-key'), `ebp id (${client})`).trim();
+  must(fixture.ebpArgs(host, 'trust', '--key', key, '--name', `bench-${client}`), `ebp trust (${host})`);
+  const up = async (state: string, config: string, what: string): Promise<{ pid: number | undefined; port: number }> => {
+    const daemon = fixture.start(`daemon-${state}`, fixture.daemonArgs(state, '--port', '0', '--listen', HOST, '--config', fixture.path(config)), env);
+    const match = await waitFor(daemon.child, () => readText(daemon.out) + readText(daemon.err), /on port (\d+)/, `ebp up (${what} ${state})`);
+    return { pid: daemon.child.pid, port: Number(match[1]) };
+  };
+  const hostDaemon = await up(host, 'host.toml', 'host');
+  const clientDaemon = await up(client, 'client.toml', 'client');
+  must(fixture.ebpArgs(client, 'run', `${HOST}:${hostDaemon.port}`, 'true'), `ebp run through daemon ${client}`);
+  return { port: hostDaemon.port, hostPid: hostDaemon.pid, clientPid: clientDaemon.pid };
+}
+
 async function startEbp(fixture: Fixture): Promise<void> {
   writeFileSync(fixture.path('host.toml'), APPS_TOML);
   writeFileSync(fixture.path('client.toml'), CLIENT_TOML);
-  const key = must(fixture.ebpArgs('B', 'id', '--public-key'), 'ebp id (B)').trim();
-  must(fixture.ebpArgs('A', 'trust', '--key', key, '--name', 'bench-B'), 'ebp trust (A)');
-  const hostA = fixture.start('daemon-A', fixture.daemonArgs('A', '--port', '0', '--listen', HOST, '--config', fixture.path('host.toml')));
-  const match = await waitFor(hostA.child, () => readText(hostA.out) + readText(hostA.err), /on port (\d+)/, 'ebp up (host A)');
-  fixture.peerPort = Number(match[1]);
-  fixture.pids.hostA = hostA.child.pid;
-  const hostB = fixture.start('daemon-B', fixture.daemonArgs('B', '--port', '0', '--listen', HOST, '--config', fixture.path('client.toml')));
-  await waitFor(hostB.child, () => readText(hostB.out) + readText(hostB.err), /on port (\d+)/, 'ebp up (client B)');
-  fixture.pids.clientB = hostB.child.pid;
-  // First contact through B's daemon: it learns A's key (known-peers) and opens its pooled
-  // connection. B2 is B's identity and known peers without a daemon: the cold path.
-  must(fixture.ebpArgs('B', 'run', `${HOST}:${fixture.peerPort}`, 'true'), 'ebp run through daemon B');
+  const main = await startPair(fixture, 'A', 'B');
+  fixture.peerPort = main.port;
+  fixture.pids.hostA = main.hostPid;
+  fixture.pids.clientB = main.clientPid;
+  // B2 is B's identity and known peers without a daemon: the cold path.
   mkdirSync(fixture.path('B2'), { mode: 0o700 });
   cpSync(fixture.path('B', 'identity'), fixture.path('B2', 'identity'), { recursive: true });
   cpSync(fixture.path('B', 'known-peers.json'), fixture.path('B2', 'known-peers.json'));
   // The what-if pair: A0 and B0 as A and B, with no hand-off.
-  const off = { ...process.env, EBP_HANDOFF: 'off' };
-  const key0 = must(fixture.ebpArgs('B0', 'id', '--public-key'), 'ebp id (B0)').trim();
-  must(fixture.ebpArgs('A0', 'trust', '--key', key0, '--name', 'bench-B0'), 'ebp trust (A0)');
-  const hostA0 = fixture.start('daemon-A0', fixture.daemonArgs('A0', '--port', '0', '--listen', HOST, '--config', fixture.path('host.toml')), off);
-  fixture.noHandOffPort = Number((await waitFor(hostA0.child, () => readText(hostA0.out) + readText(hostA0.err), /on port (\d+)/, 'ebp up (host A0)'))[1]);
-  const hostB0 = fixture.start('daemon-B0', fixture.daemonArgs('B0', '--port', '0', '--listen', HOST, '--config', fixture.path('client.toml')), off);
-  await waitFor(hostB0.child, () => readText(hostB0.out) + readText(hostB0.err), /on port (\d+)/, 'ebp up (client B0)');
-  must(fixture.ebpArgs('B0', 'run', `${HOST}:${fixture.noHandOffPort}`, 'true'), 'ebp run through daemon B0');
+  fixture.noHandOffPort = (await startPair(fixture, 'A0', 'B0', { ...process.env, EBP_HANDOFF: 'off' })).port;
 }
 
 interface HyperfineJson {

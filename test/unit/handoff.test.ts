@@ -51,6 +51,16 @@ test('after unpipe the source is paused and nothing reads it any more', async ()
   assert.equal(String(dest.read() as Buffer | null), 'first');
 });
 
+test('a destination that goes away takes the hand-off listener with it', async () => {
+  const source = new PassThrough();
+  const dest = new PassThrough();
+  pipeHandingOff(source, dest);
+  assert.equal(source.listenerCount('data'), 2);
+  dest.destroy();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(source.listenerCount('data'), 0);
+});
+
 test('sched_yield follows each interactive chunk and no bulk one (strace on a real process)', (t) => {
   if (spawnSync('strace', ['-V']).status !== 0) {
     t.skip('strace is not installed (npm test installs it)');
