@@ -22,7 +22,8 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 import { DAEMON_NODE_FLAGS } from '../src/daemon/node-flags.js';
-import { launchOnPeer, type LaunchSpec, type PeerLaunch } from '../src/cli/peer-access.js';
+import { launchOnPeer, type PeerLaunch } from '../src/cli/peer-access.js';
+import type { LaunchSpec } from '../src/cli/run-request.js';
 import { launchDirect } from '../src/cli/peer-direct.js';
 import { statePaths } from '../src/config/paths.js';
 import { callDaemon } from '../src/control/client.js';

@@ -1,35 +1,12 @@
 // Connects the person's terminal or pipes to a process on a peer: raw mode and resizes for a
 // terminal, signals forwarded, the terminal restored however the session ends.
-//
-// process.stdin and process.stdout are streams Node makes on first use, a millisecond or more
-// (stdin from a file or /dev/null loads the whole of fs's streams): when the local daemon took
-// the descriptors, a launch never touches them. isTerminal() asks the descriptor instead.
-import { fstatSync } from 'node:fs';
+// process.stdin and process.stdout are made only when they are used (see run-request.ts).
 import type { Readable } from 'node:stream';
 import type { StdioTaken } from '../control/caller-stdio.js';
-import { isDevNull } from '../lib/descriptors.js';
+import { isTerminal } from './run-request.js';
 import { writesDone } from '../lib/streams.js';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
 import { pipeHandingOff } from '../lib/handoff.js';
-
-/**
- * isatty(FD), with node:tty (two thirds of a millisecond to load) loaded only for a character
- * device other than /dev/null: a script's pipes, files and /dev/null are told apart by fstat.
- */
-export function isTerminal(fd: number): boolean {
-  try {
-    const stats = fstatSync(fd);
-    if (!stats.isCharacterDevice() || isDevNull(stats)) return false;
-  } catch {
-    return false;
-  }
-  return process.getBuiltinModule('node:tty').isatty(fd);
-}
-
-export function localTerminal(): { term: string; cols: number; rows: number } | undefined {
-  if (!isTerminal(0) || !isTerminal(1)) return undefined;
-  return { term: process.env['TERM'] ?? 'xterm-256color', cols: process.stdout.columns, rows: process.stdout.rows };
-}
 
 const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 

@@ -9,14 +9,16 @@
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
+import { startEarlyRun } from './early-run.js';
 
 type ModuleFunction = (exports: object, require: (id: string) => unknown, module: { exports: object }, filename: string, dirname: string) => void;
 
 /**
  * How the bundle was started: not at all (missing, older than the modules, or a command that
- * needs the modules), or with(out) a cache.
+ * needs the modules), with(out) a cache, or not yet: the command went ahead without it and
+ * starts it only if it turns out to need it (`early`: cli/early-run.ts).
  */
-export type BundleStart = 'missing' | 'stale' | 'modules' | 'cached' | 'compiled' | 'rejected' | 'no-cache';
+export type BundleStart = 'missing' | 'stale' | 'modules' | 'cached' | 'compiled' | 'rejected' | 'no-cache' | 'early';
 
 /**
  * Commands that run from the modules: `demo` imports the test harness (ES modules) at run time,
@@ -44,10 +46,27 @@ export function runBundle(bundle: string, newest: string, argv: readonly string[
   if (FROM_MODULES.has(command)) return 'modules';
   const own = OWN_BUNDLES.get(command);
   if (own !== undefined) {
-    const { started } = startBundle(join(dirname(bundle), own), newest, command);
+    const ownBundle = join(dirname(bundle), own);
+    // A plain launch goes ahead without the run bundle, which is only checked for here: it is
+    // read and started if the run command is needed after all (cli/early-run.ts).
+    if (command === 'run' && freshness(ownBundle, newest) === 'fresh' && startEarlyRun(argv, () => { startLate(ownBundle, command); })) return 'early';
+    const { started } = startBundle(ownBundle, newest, command);
     if (started !== 'missing' && started !== 'stale') return started;
   }
   return startBundle(bundle, newest, command).started;
+}
+
+function freshness(bundle: string, newest: string): 'fresh' | 'stale' | 'missing' {
+  try {
+    return statSync(bundle).mtimeMs < statSync(newest).mtimeMs ? 'stale' : 'fresh';
+  } catch {
+    return 'missing';
+  }
+}
+
+/** Starts a bundle found fresh a moment ago; that it is gone now is an error, not a fallback. */
+function startLate(bundle: string, command: string): void {
+  if (startBundle(bundle, undefined, command).started === 'missing') throw new Error(`${bundle} went away while ebp started (a build in progress?): run the command again`);
 }
 
 /**

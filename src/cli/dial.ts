@@ -8,7 +8,8 @@
 import type { StatePaths } from '../config/paths.js';
 import type { LocalDisplay } from '../display/x11-local.js';
 import type { FilesLaunchSpec } from './files-launch.js';
-import type { LaunchSpec, PeerLaunch } from './peer-access.js';
+import type { PeerLaunch } from './peer-access.js';
+import type { LaunchSpec } from './run-request.js';
 
 /** Dials the peer and starts the launch (no local daemon). */
 export async function launchDirect(paths: StatePaths, spec: LaunchSpec, display?: Promise<LocalDisplay | undefined>): Promise<PeerLaunch> {

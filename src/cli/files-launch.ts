@@ -17,7 +17,8 @@ import type { StatePaths } from '../config/paths.js';
 import { hostLayout } from '../sandbox/host-layout.js';
 import { joinShellWords } from '../transport/shell-words.js';
 import { parseEndpoint, type Endpoint } from '../transport/ssh-client.js';
-import { DEFAULT_PEER_PORT, type LaunchSpec, type PeerLaunch } from './peer-access.js';
+import { DEFAULT_PEER_PORT, type PeerLaunch } from './peer-access.js';
+import type { LaunchSpec } from './run-request.js';
 
 export interface FilesLaunchSpec extends LaunchSpec {
   readonly shares: readonly string[];

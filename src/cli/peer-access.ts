@@ -1,5 +1,6 @@
 // How the CLI reaches a peer: through the local daemon's shared connection when it runs (no
 // handshake), otherwise directly with this machine's identity.
+import type { Socket } from 'node:net';
 import type { StatePaths } from '../config/paths.js';
 import { callDaemon, connectControl, controlSocketPath, readAnswer, throwIfError } from '../control/client.js';
 import type { StdioTaken } from '../control/caller-stdio.js';
@@ -8,6 +9,7 @@ import { launchDirect, queryDirect } from './dial.js';
 import type { LocalDisplay } from '../display/x11-local.js';
 import { EbpError } from '../lib/errors.js';
 import type { RemoteProcess } from '../transport/remote-process.js';
+import { runRequestLine, type LaunchSpec } from './run-request.js';
 
 export const DEFAULT_PEER_PORT = 20101;
 
@@ -19,37 +21,17 @@ export interface PeerLaunch {
   readonly taken?: StdioTaken;
 }
 
-export interface LaunchSpec {
-  readonly peer: string;
-  readonly command: readonly string[];
-  readonly pty?: { readonly term: string; readonly cols: number; readonly rows: number };
-  readonly env: Readonly<Record<string, string>>;
-  /** HOST:PORT to use when PEER (then a full fingerprint) is not in the pool; the key is enforced. */
-  readonly address?: string;
-  /** Forward X11 to this display; the daemon path hands it to the daemon, which relays it. */
-  readonly x11?: LocalDisplay;
-}
-
-export function localeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(env)) {
-    if (value !== undefined && (key === 'LANG' || /^LC_[A-Z]+$/.test(key))) out[key] = value;
-  }
-  return out;
-}
-
 /**
  * Starts the launch. `display` is the X11 display being prepared (its cookie made) while the
  * daemon's socket or the peer's connection is opened; it is awaited just before the request.
+ * `sent`: the daemon's connection with this launch's request on it already (cli/early-run.ts).
  */
-export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec, display?: Promise<LocalDisplay | undefined>): Promise<PeerLaunch> {
+export async function launchOnPeer(paths: StatePaths, spec: LaunchSpec, display?: Promise<LocalDisplay | undefined>, sent?: Socket): Promise<PeerLaunch> {
   // A failed connection is the error to report; the display's own failure then goes unheard.
   display?.catch(() => undefined);
-  // The daemon opens this process's stdin/stdout/stderr itself where it can (its answer says
-  // which): their bytes then skip this process.
-  const request = (x11?: LocalDisplay): string => `${JSON.stringify({ op: 'run', params: { ...spec, ...(x11 === undefined ? {} : { x11 }), callerStdio: true } })}\n`;
+  const request = (x11?: LocalDisplay): string => runRequestLine(x11 === undefined ? spec : { ...spec, x11 });
   // Without a display to wait for, the request goes out with the connection.
-  const socket = await connectControl(controlSocketPath(paths.runtimeDir), display === undefined ? request() : undefined);
+  const socket = sent ?? await connectControl(controlSocketPath(paths.runtimeDir), display === undefined ? request() : undefined);
   if (socket !== undefined) {
     if (display !== undefined) {
       let x11: LocalDisplay | undefined;

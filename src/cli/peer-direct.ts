@@ -7,7 +7,8 @@ import { joinShellWords } from '../transport/shell-words.js';
 import { connectPeer, parseEndpoint, type Endpoint, type PeerConnection } from '../transport/ssh-client.js';
 import { addressTarget } from '../peer/fallback.js';
 import type { LocalDisplay } from '../display/x11-local.js';
-import { DEFAULT_PEER_PORT, type LaunchSpec, type PeerLaunch } from './peer-access.js';
+import { DEFAULT_PEER_PORT, type PeerLaunch } from './peer-access.js';
+import type { LaunchSpec } from './run-request.js';
 
 async function connect(paths: StatePaths, peer: string, address?: string): Promise<PeerConnection> {
   if (address !== undefined) {

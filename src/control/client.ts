@@ -1,6 +1,6 @@
 // The CLI's side of the control socket: ask the local daemon, or learn that none runs.
 import { existsSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { EbpError, type ErrorCode } from '../lib/errors.js';
 import type { ControlAnswer } from './server.js';
@@ -14,7 +14,9 @@ export async function connectControl(path: string, firstLine?: string): Promise<
   // Nothing there: no daemon, known without a socket and its error (a one-shot command's start).
   if (!existsSync(path)) return undefined;
   return new Promise((resolve, reject) => {
-    const socket = connect(path);
+    // node:net is loaded here, not with the module: the early launch's starter (cli/early-run.ts)
+    // has this module inside, and a command that talks to no daemon should not pay for it.
+    const socket = process.getBuiltinModule('node:net').connect(path);
     // Sent with the connection rather than after it: the daemon starts on it while this process
     // still waits for its connect event (a fresh process spends a fifth of a millisecond there).
     // If there is no daemon after all, the write fails with the connection, unseen.

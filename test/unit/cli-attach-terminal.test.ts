@@ -1,4 +1,4 @@
-// isTerminal (cli/attach.ts): isatty() without loading node:tty for what fstat already rules out.
+// isTerminal (cli/run-request.ts): isatty() without loading node:tty for what fstat already rules out.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, rmSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isatty } from 'node:tty';
-import { isTerminal } from '../../src/cli/attach.js';
+import { isTerminal } from '../../src/cli/run-request.js';
 import { openPty } from '../../src/lib/pty.js';
 
 function withFd(open: () => number, check: (fd: number) => void): void {

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { encodeFrame, Frame, framedProcess } from '../../src/control/frames.js';
+import { encodeFrame, Frame } from '../../src/control/frame-codec.js';
+import { framedProcess } from '../../src/control/frames.js';
 import { scratchPaths } from './helpers/scratch.js';
 
 const nextPath = scratchPaths('ebp-frames-');

@@ -1,12 +1,13 @@
 // `ebp run PEER APP [ARGS...]`: run an app on a peer with the local terminal or pipes.
 import { EbpError } from '../../lib/errors.js';
-import { attach, localTerminal } from '../attach.js';
+import { attach } from '../attach.js';
 import { join } from 'node:path';
 import type { Command, CommandContext } from '../command.js';
 import { callDaemon } from '../../control/client.js';
-import { statSync } from 'node:fs';
 import { flag, listOption, stringOption } from '../args.js';
-import { launchOnPeer, localeEnv, type PeerLaunch } from '../peer-access.js';
+import { launchOnPeer, type PeerLaunch } from '../peer-access.js';
+import { isLocalFile, localeEnv, localTerminal } from '../run-request.js';
+import { takeEarlyRun } from '../early-run.js';
 import { launchWithFiles } from '../dial.js';
 import type { RemoteProcess } from '../../transport/remote-process.js';
 import type { LocalDisplay } from '../../display/x11-local.js';
@@ -115,6 +116,28 @@ interface RunHooks {
 }
 
 async function runOnPeer(context: CommandContext, hooks: RunHooks = {}): Promise<number> {
+  // A plain launch (no options, display or files) went to the daemon before this code was even
+  // loaded (early-run.ts): it is this command line's, and taking it over is all that is left.
+  const early = takeEarlyRun();
+  const { launch, terminal } = early === undefined
+    ? await startLaunch(context)
+    : { launch: await launchOnPeer(context.paths, early.spec, undefined, early.connection), terminal: early.spec.pty !== undefined };
+  hooks.watch?.(launch.remote);
+  try {
+    // `ebp run` ends with the app's status (main.ts: exitAtOnce); with hooks, they run first.
+    const exitWithStatus = hooks.watch === undefined && hooks.onBroken === undefined;
+    const { status, exit } = await attach(launch.remote, { terminal, exitWithStatus, ...(launch.taken === undefined ? {} : { taken: launch.taken }) });
+    if (exit.kind === 'broken') {
+      context.stderr.write(`ebp: ${exit.message}\n`);
+      await hooks.onBroken?.(exit.message);
+    }
+    return status;
+  } finally {
+    launch.done();
+  }
+}
+
+async function startLaunch(context: CommandContext): Promise<{ launch: PeerLaunch; terminal: boolean }> {
   // context.stderr is used only when there is something to say (see contextFor).
   const { args, paths } = context;
   let peer: string | undefined;
@@ -139,34 +162,10 @@ async function runOnPeer(context: CommandContext, hooks: RunHooks = {}): Promise
   const spec = { peer, command: [app, ...rest], env: localeEnv(), ...(pty === undefined ? {} : { pty }), ...(address === undefined ? {} : { address }) };
   // Files involved (named, or an argument that is a local file): this process dials the peer
   // itself and serves them (see files-launch.ts); otherwise the usual path.
-  let launch: PeerLaunch;
+  const terminal = pty !== undefined;
   if (shares.length > 0 || files.length > 0 || rest.some(isLocalFile)) {
     const x11 = await display;
-    launch = await launchWithFiles(paths, { ...spec, shares, files, ...(x11 === undefined ? {} : { x11 }) });
-  } else {
-    launch = await launchOnPeer(paths, spec, display);
+    return { launch: await launchWithFiles(paths, { ...spec, shares, files, ...(x11 === undefined ? {} : { x11 }) }), terminal };
   }
-  hooks.watch?.(launch.remote);
-  try {
-    // `ebp run` ends with the app's status (main.ts: exitAtOnce); with hooks, they run first.
-    const exitWithStatus = hooks.watch === undefined && hooks.onBroken === undefined;
-    const { status, exit } = await attach(launch.remote, { terminal: pty !== undefined, exitWithStatus, ...(launch.taken === undefined ? {} : { taken: launch.taken }) });
-    if (exit.kind === 'broken') {
-      context.stderr.write(`ebp: ${exit.message}\n`);
-      await hooks.onBroken?.(exit.message);
-    }
-    return status;
-  } finally {
-    launch.done();
-  }
-}
-
-function isLocalFile(arg: string): boolean {
-  if (arg === '' || arg.startsWith('-')) return false;
-  try {
-    // No such file is the usual answer: without the exception Node would make for it.
-    return statSync(arg, { throwIfNoEntry: false })?.isFile() === true;
-  } catch {
-    return false;
-  }
+  return { launch: await launchOnPeer(paths, spec, display), terminal };
 }
