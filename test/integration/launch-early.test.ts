@@ -11,23 +11,22 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openPty, type Pty } from '../../src/lib/pty.js';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
-import { baseEnv, EBP, hostConfig, loggedSessionIds, poolCleanup, startDaemon, trustClient, waitUntil, type PoolDaemon } from './helpers/pool.js';
+import {
+  baseEnv, EBP, hostConfig, loggedSessionIds, poolCleanup, startDaemon, startLaunchPair, trustClient, waitUntil, type PoolDaemon,
+} from './helpers/pool.js';
 
 const HAS_STRACE = spawnSync('strace', ['-V']).status === 0;
 const SKIP = !IS_ROOT ? 'needs root (sandboxes run as the ebp-sandbox user)' : !HAS_STRACE ? 'needs strace' : false;
 
 let hostA: PoolDaemon;
 let relayB: PoolDaemon;
+let direct: string;
 const scratch = mkdtempSync(join(tmpdir(), 'ebp-early-'));
 
 before(async () => {
   if (SKIP !== false) return;
   await setupOnce();
-  [hostA, relayB] = await Promise.all([
-    startDaemon({ label: 'A', config: hostConfig({ name: 'alpha', policy: 'trusted-only' }) }),
-    startDaemon({ label: 'B', config: hostConfig({ name: 'beta', apps: [] }) }),
-  ]);
-  await trustClient(hostA, relayB.stateDir);
+  ({ hostA, relayB, direct } = await startLaunchPair());
 });
 after(async () => {
   rmSync(scratch, { recursive: true, force: true });
@@ -187,15 +186,9 @@ describe('what the early launch does not know goes to the run command, on the sa
   });
 
   test('no daemon: the CLI dials the peer itself, as before', { timeout: 60_000 }, async () => {
-    const alone = mkdtempSync(join(tmpdir(), 'ebp-early-alone-'));
-    try {
-      await trustClient(hostA, alone);
-      const run = launch([hostA.endpoint, 'sh', '-c', 'echo direct; exit 4'], { client: alone });
-      const { code } = await run.exit;
-      assert.equal(code, 4, run.screen());
-      assert.match(run.screen(), /direct/);
-    } finally {
-      rmSync(alone, { recursive: true, force: true });
-    }
+    const run = launch([hostA.endpoint, 'sh', '-c', 'echo direct; exit 4'], { client: direct });
+    const { code } = await run.exit;
+    assert.equal(code, 4, run.screen());
+    assert.match(run.screen(), /direct/);
   });
 });

@@ -10,8 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { inheritableDescriptors } from '../../src/lib/descriptors.js';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
 import {
-  baseEnv, clientDir, EBP, ebpIn, hostConfig, inTerminal, pipeThrough, poolCleanup, sessionsOf, sha256, shown, startDaemon, startIn, trustClient, waitUntil,
-  type PoolDaemon,
+  baseEnv, EBP, ebpIn, inTerminal, pipeThrough, poolCleanup, sessionsOf, sha256, shown, startIn, startLaunchPair, waitUntil, type PoolDaemon,
 } from './helpers/pool.js';
 
 const SKIP = IS_ROOT ? false : 'needs root (sandboxes run as the ebp-sandbox user)';
@@ -26,13 +25,7 @@ let paths: [string, string][];
 before(async () => {
   if (SKIP !== false) return;
   await setupOnce();
-  [hostA, relayB] = await Promise.all([
-    startDaemon({ label: 'A', config: hostConfig({ name: 'alpha', policy: 'trusted-only' }), env: { [DAEMON_SECRET]: 'leaked' } }),
-    startDaemon({ label: 'B', config: hostConfig({ name: 'beta', apps: [] }) }),
-  ]);
-  direct = clientDir('C');
-  await trustClient(hostA, direct);
-  await trustClient(hostA, relayB.stateDir);
+  ({ hostA, relayB, direct } = await startLaunchPair({ a: { [DAEMON_SECRET]: 'leaked' } }));
   paths = [['direct', direct], ['relayed', relayB.stateDir]];
 });
 after(poolCleanup);

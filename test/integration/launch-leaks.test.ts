@@ -21,9 +21,8 @@ import { KnownHosts } from '../../src/peer/known-hosts.js';
 import { connectPeer, parseEndpoint, type PeerConnection } from '../../src/transport/ssh-client.js';
 import { IS_ROOT, sandboxHostUser, setupOnce } from './helpers/ebp.js';
 import {
-  clientDir, ebpIn, ebpOk, fdCount, hostConfig, loggedSessionIds, marker, pendingRequests, poolCleanup, sandboxCgroupDirs,
-  sandboxProcessesUnder, sandboxProcessesWith, sessionProcessesUnder, sessionsOf, shown, startDaemon, startIn, tempDir, trustClient, waitingSpares,
-  waitUntil, type PoolDaemon,
+  ebpIn, ebpOk, fdCount, loggedSessionIds, marker, pendingRequests, poolCleanup, sandboxCgroupDirs, sandboxProcessesUnder, sandboxProcessesWith,
+  sessionProcessesUnder, sessionsOf, shown, startIn, startLaunchPair, tempDir, waitingSpares, waitUntil, type PoolDaemon,
 } from './helpers/pool.js';
 
 const COUNT = leakCount();
@@ -118,13 +117,7 @@ describe(`launch leaks (${COUNT} launches on each path)`, { skip: SKIP, timeout:
     sandboxUid = sandboxHostUser().uid;
     tmpA = tempDir('tmpA');
     tmpB = tempDir('tmpB');
-    [hostA, relayB] = await Promise.all([
-      startDaemon({ label: 'A', config: hostConfig({ name: 'alpha', policy: 'trusted-only' }), env: { TMPDIR: tmpA } }),
-      startDaemon({ label: 'B', config: hostConfig({ name: 'beta', apps: [] }), env: { TMPDIR: tmpB } }),
-    ]);
-    direct = clientDir('C');
-    await trustClient(hostA, direct);
-    await trustClient(hostA, relayB.stateDir);
+    ({ hostA, relayB, direct } = await startLaunchPair({ a: { TMPDIR: tmpA }, b: { TMPDIR: tmpB } }));
   });
   after(poolCleanup);
 

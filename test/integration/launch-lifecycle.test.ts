@@ -18,7 +18,7 @@ import { openSessionAhead } from '../../src/transport/session-ahead.js';
 import { hostProcesses, IS_ROOT, setupOnce } from './helpers/ebp.js';
 import {
   cgroupMembers, clientDir, ebpIn, ebpOk, fingerprintOf, hostConfig, marker, poolCleanup, sandboxCgroupDirs, sandboxProcessesUnder,
-  sandboxProcessesWith, sessionsOf, shown, startDaemon, startIn, trustClient, waitingSpares, waitUntil, type PoolDaemon,
+  sandboxProcessesWith, sessionsOf, shown, startDaemon, startIn, startLaunchPair, trustClient, waitingSpares, waitUntil, type PoolDaemon,
 } from './helpers/pool.js';
 
 const SKIP = IS_ROOT ? false : 'needs root (sandboxes run as the ebp-sandbox user)';
@@ -30,13 +30,7 @@ let direct: string;
 before(async () => {
   if (SKIP !== false) return;
   await setupOnce();
-  [hostA, relayB] = await Promise.all([
-    startDaemon({ label: 'A', config: hostConfig({ name: 'alpha', policy: 'trusted-only' }) }),
-    startDaemon({ label: 'B', config: hostConfig({ name: 'beta', apps: [] }) }),
-  ]);
-  direct = clientDir('C');
-  await trustClient(hostA, direct);
-  await trustClient(hostA, relayB.stateDir);
+  ({ hostA, relayB, direct } = await startLaunchPair());
 });
 after(poolCleanup);
 

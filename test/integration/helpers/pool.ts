@@ -224,6 +224,28 @@ export async function startDaemon(options: DaemonOptions): Promise<PoolDaemon> {
   };
 }
 
+/** The machines of most launch tests: a host, a client with a daemon of its own, one without. */
+export interface LaunchPair {
+  /** Host A: trusted-only, the standard apps. */
+  readonly hostA: PoolDaemon;
+  /** Client B's daemon (no apps of its own): its launches are relayed. */
+  readonly relayB: PoolDaemon;
+  /** Client C: a state folder only, so the CLI dials A itself. */
+  readonly direct: string;
+}
+
+/** Starts A and B (`env`: extra environment for each daemon) and has A trust B and C. */
+export async function startLaunchPair(env: { readonly a?: NodeJS.ProcessEnv; readonly b?: NodeJS.ProcessEnv } = {}): Promise<LaunchPair> {
+  const [hostA, relayB] = await Promise.all([
+    startDaemon({ label: 'A', config: hostConfig({ name: 'alpha', policy: 'trusted-only' }), ...(env.a === undefined ? {} : { env: env.a }) }),
+    startDaemon({ label: 'B', config: hostConfig({ name: 'beta', apps: [] }), ...(env.b === undefined ? {} : { env: env.b }) }),
+  ]);
+  const direct = clientDir('C');
+  await trustClient(hostA, direct);
+  await trustClient(hostA, relayB.stateDir);
+  return { hostA, relayB, direct };
+}
+
 // ---------------------------------------------------------------------------------------------
 // The CLI.
 
