@@ -92,7 +92,7 @@ function settings(argv: readonly string[]): Settings {
     }
     : {
       quick, parts, only, spawnIterations: 200, spawnWarmup: 20, hyperfineRuns: 40, hyperfineWarmup: 5, hyperfineRounds: 4, memoryCount: 100, netCount: 10, coldRuns: 15,
-      launch: { runs: 40, rounds: 4, warmup: 3, echoCount: 2000, echoWarmup: 100, echoBlock: 100, bulkBytes, bulkRuns: 20, bulkWarmup: 3, bulkPaths: 'all', breakdownRuns: 30 },
+      launch: { runs: 80, rounds: 8, warmup: 3, echoCount: 2000, echoWarmup: 100, echoBlock: 100, bulkBytes, bulkRuns: 20, bulkWarmup: 3, bulkPaths: 'all', breakdownRuns: 30 },
       filesRuns: 7,
     };
 }
