@@ -7,9 +7,10 @@
 // (cli/early-run.ts) uses this, and hands the handle to a real net.Socket (toSocket) the moment
 // it meets anything but the plain case.
 //
-// The binding is internal: every piece is checked before use, and without it (another Node, or
-// --pending-deprecation, under which process.binding() warns) connectRawPipe() returns
-// undefined and the caller takes the usual way.
+// The binding is internal: it is used only on the Node release line it was checked on (20), every
+// piece is checked before use, and without it (another Node, or --pending-deprecation, under
+// which process.binding() warns) connectRawPipe() returns undefined and the caller takes the
+// usual way.
 import type { Socket } from 'node:net';
 
 interface Request {
@@ -48,8 +49,11 @@ function pendingDeprecation(): boolean {
     process.env['NODE_PENDING_DEPRECATION'] === '1';
 }
 
+/** The Node release line the binding's shape and behaviour were checked on (tests included). */
+const CHECKED_NODE_MAJOR = 20;
+
 function bindings(): Bindings | undefined {
-  if (pendingDeprecation()) return undefined;
+  if (Number(process.versions.node.split('.')[0]) !== CHECKED_NODE_MAJOR || pendingDeprecation()) return undefined;
   try {
     const binding = (process as unknown as { binding: (name: string) => Record<string, unknown> }).binding;
     const pipeWrap = binding('pipe_wrap');
