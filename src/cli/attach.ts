@@ -3,12 +3,10 @@
 // process.stdin and process.stdout are made only when they are used (see run-request.ts).
 import type { Readable } from 'node:stream';
 import type { StdioTaken } from '../control/caller-stdio.js';
-import { isTerminal } from './run-request.js';
+import { FORWARDED_SIGNALS, isTerminal } from './run-request.js';
 import { writesDone } from '../lib/streams.js';
 import { exitStatus, type RemoteExit, type RemoteProcess } from '../transport/remote-process.js';
 import { pipeHandingOff } from '../lib/handoff.js';
-
-const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
 export interface AttachOptions {
   readonly terminal: boolean;
@@ -44,7 +42,7 @@ export async function attach(remote: RemoteProcess, options: AttachOptions): Pro
     cleanups.push(() => stdout.off('resize', onResize));
   }
   // Signals sent to this process (not keys typed in raw mode) go on to the app.
-  for (const signal of options.terminal ? (['SIGTERM', 'SIGHUP'] as const) : FORWARDED) {
+  for (const signal of options.terminal ? (['SIGTERM', 'SIGHUP'] as const) : FORWARDED_SIGNALS) {
     const listener = (): void => {
       remote.signal(signal.slice(3));
     };

@@ -64,9 +64,15 @@ function freshness(bundle: string, newest: string): 'fresh' | 'stale' | 'missing
   }
 }
 
-/** Starts a bundle found fresh a moment ago; that it is gone now is an error, not a fallback. */
+/**
+ * Starts a bundle found fresh a moment ago. That it is gone now is an error, not a fallback: the
+ * launch is out, and only that bundle's command can take it over. (A build replacing it?)
+ */
 function startLate(bundle: string, command: string): void {
-  if (startBundle(bundle, undefined, command).started === 'missing') throw new Error(`${bundle} went away while ebp started (a build in progress?): run the command again`);
+  if (startBundle(bundle, undefined, command).started !== 'missing') return;
+  process.stderr.write(`ebp: ${bundle} went away while ebp was starting (is a build running?)\n  fix: run the command again once the build is done\n`);
+  // The exit closes the connection: the daemon ends the launch.
+  process.exit(125);
 }
 
 /**

@@ -22,7 +22,7 @@ import { Frame, FrameDecoder, encodeFrame } from '../control/frame-codec.js';
 import { isDevNull } from '../lib/descriptors.js';
 import { connectRawPipe, type RawPipe } from '../lib/raw-pipe.js';
 import { exitStatus, type RemoteExit } from '../transport/remote-process.js';
-import { plainRun, runRequestLine, type LaunchSpec } from './run-request.js';
+import { FORWARDED_SIGNALS, plainRun, runRequestLine, type LaunchSpec } from './run-request.js';
 
 /** A launch whose request is out, for the run command to take over. */
 export interface EarlyRun {
@@ -34,9 +34,6 @@ export interface EarlyRun {
 const SLOT = Symbol.for('ebp.early-run');
 
 type Slot = { [SLOT]?: EarlyRun | undefined };
-
-/** Signals sent to `ebp run` with pipes go on to the app (cli/attach.ts FORWARDED). */
-const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
 /**
  * Starts a plain launch now and returns true: `startBundle` is then called only if the run
@@ -113,7 +110,7 @@ function follow(pipe: RawPipe, spec: LaunchSpec, startBundle: () => void): void 
       return;
     }
     answered = true;
-    for (const signal of FORWARDED) {
+    for (const signal of FORWARDED_SIGNALS) {
       const forward = (): void => { pipe.write(encodeFrame(Frame.signal, JSON.stringify({ name: signal.slice(3) }))); };
       forwarders.set(signal, forward);
       process.on(signal, forward);

@@ -39,6 +39,9 @@ export function localTerminal(): { term: string; cols: number; rows: number } | 
   return { term: process.env['TERM'] ?? 'xterm-256color', cols: process.stdout.columns, rows: process.stdout.rows };
 }
 
+/** Signals sent to `ebp run` without a terminal of its own that go on to the app. */
+export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+
 /** The locale the app gets: LANG and LC_* (the host takes nothing else from the client). */
 export function localeEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const out: Record<string, string> = {};

@@ -5,8 +5,7 @@ import { isatty } from 'node:tty';
 import type { SandboxEngine } from '../sandbox/engine.js';
 import type { SandboxPolicy } from '../sandbox/policy.js';
 import { startSandbox, type SandboxExit, type SandboxHandle } from '../sandbox/runner.js';
-
-const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+import { FORWARDED_SIGNALS } from './run-request.js';
 
 /**
  * Signals sent to ebp go on to the command once it runs; before that they cancel the start-up,
@@ -35,7 +34,7 @@ export async function runInTerminalOrPipes(policy: SandboxPolicy, engine: Sandbo
   const terminal = isatty(0) && isatty(1);
   // In raw mode Ctrl-C is a byte for the sandbox's terminal; only signals sent to ebp itself
   // (kill, a closed terminal) are forwarded.
-  const unforward = forwardSignals(terminal ? ['SIGTERM', 'SIGHUP'] : FORWARDED, abort, () => handle);
+  const unforward = forwardSignals(terminal ? ['SIGTERM', 'SIGHUP'] : FORWARDED_SIGNALS, abort, () => handle);
   try {
     if (!terminal) {
       // Pipes: the sandbox gets our descriptors directly, no copying through this process.

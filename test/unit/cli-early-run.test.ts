@@ -1,16 +1,19 @@
-// The early launch's two parts that stand alone: which command lines are plain launches
+// The early launch's parts that stand alone: which command lines are plain launches
 // (cli/run-request.ts plainRun: anything that needs the run command's options, display or files
-// is not), and the bare pipe client it speaks on (lib/raw-pipe.ts), against a real Unix socket
+// is not); the bare pipe client it speaks on (lib/raw-pipe.ts), against a real Unix socket
 // server: connect errors, reading to the end, and the hand-over of the handle to a net.Socket
-// that reads on from there. The whole path against real daemons: integration/launch-early.
+// that reads on from there; and the starter (cli/code-cache.ts runBundle) handing a launch the
+// daemon did not take to the run bundle, or failing clearly when that bundle went away. The whole
+// path against real daemons: integration/launch-early.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { plainRun } from '../../src/cli/run-request.js';
+import { plainRun, runRequestLine } from '../../src/cli/run-request.js';
+import { openPty } from '../../src/lib/pty.js';
 import { connectRawPipe, UV_EOF } from '../../src/lib/raw-pipe.js';
 
 const work = mkdtempSync(join(tmpdir(), 'ebp-early-run-'));
@@ -148,6 +151,109 @@ process.stdout.write(String(connectRawPipe('/nonexistent.sock', () => undefined)
       });
       assert.equal(result.stdout, 'undefined', result.stderr);
       assert.doesNotMatch(result.stderr, /DeprecationWarning/);
+    }
+  });
+});
+
+describe('the starter hands what the daemon did not take to the run command', () => {
+  const LOADER = new URL('../../src/cli/code-cache.js', import.meta.url).href;
+  const SLOT = 'Symbol.for("ebp.early-run")';
+
+  interface Case {
+    readonly dir: string;
+    readonly runBundle: string;
+    readonly report: string;
+    readonly stateDir: string;
+  }
+
+  /** A bundle and the modules it was made from; its run bundle reports the launch it took over. */
+  function setup(name: string): Case {
+    const dir = join(work, name);
+    const stateDir = join(dir, 'state');
+    mkdirSync(join(stateDir, 'run'), { recursive: true, mode: 0o700 });
+    const newest = join(dir, 'main.js');
+    writeFileSync(newest, '');
+    utimesSync(newest, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    writeFileSync(join(dir, 'ebp.cjs'), 'process.exitCode = 9;\n');
+    const report = join(dir, 'report.json');
+    const runBundle = join(dir, 'ebp-run.cjs');
+    writeFileSync(runBundle, [
+      `const early = globalThis[${SLOT}];`,
+      'let read = "";',
+      'early.connection.on("data", (chunk) => { read += chunk; });',
+      `early.connection.on("end", () => { require("node:fs").writeFileSync(${JSON.stringify(report)}, JSON.stringify({ spec: early.spec, read })); process.exit(4); });`,
+    ].join('\n'));
+    return { dir, runBundle, report, stateDir };
+  }
+
+  /** A daemon that takes one request and answers `answer` (after `before`), then ends. */
+  async function daemon(c: Case, answer: string, before: () => void = () => undefined): Promise<{ requests: string[]; server: Server }> {
+    const requests: string[] = [];
+    const server = createServer((socket) => {
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+        if (!text.includes('\n')) return;
+        requests.push(text);
+        before();
+        socket.end(answer);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(join(c.stateDir, 'run', 'control.sock'), resolve));
+    return { requests, server };
+  }
+
+  /** `ebp --state-dir S run peer app arg` through runBundle, stdout on /dev/null, stderr on a terminal. */
+  async function run(c: Case): Promise<{ code: number | null; screen: string }> {
+    const script = `import { runBundle } from ${JSON.stringify(LOADER)};
+runBundle(${JSON.stringify(join(c.dir, 'ebp.cjs'))}, ${JSON.stringify(join(c.dir, 'main.js'))}, process.argv.slice(2));`;
+    const pty = openPty();
+    const devNull = openSync('/dev/null', 'r+');
+    const env: NodeJS.ProcessEnv = { ...process.env, XDG_CACHE_HOME: join(c.dir, 'cache') };
+    delete env['DISPLAY'];
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, '--', 'ebp', '--state-dir', c.stateDir, 'run', 'peer', 'app', 'arg'], {
+      stdio: [devNull, devNull, pty.slaveFd], env,
+    });
+    closeSync(devNull);
+    pty.closeSlave();
+    let screen = '';
+    pty.master.on('data', (chunk: Buffer) => { screen += chunk.toString(); });
+    const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve); });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    pty.master.destroy();
+    return { code, screen };
+  }
+
+  test('an answer it does not know: the run bundle starts and reads it from the same connection, with the same launch; one request', async () => {
+    const c = setup('handover');
+    const answer = '{"ok":false,"error":{"code":"NOT_FOUND","message":"no such peer"}}\n';
+    const { requests, server } = await daemon(c, answer);
+    try {
+      const { code, screen } = await run(c);
+      assert.equal(code, 4, screen);
+      const report = JSON.parse(readFileSync(c.report, 'utf8')) as { spec: unknown; read: string };
+      assert.equal(report.read, answer);
+      const expected = plainRun(['run', 'peer', 'app', 'arg'], { ...process.env, DISPLAY: '' });
+      assert.ok(expected !== undefined);
+      assert.deepEqual(report.spec, expected.spec);
+      assert.deepEqual(requests, [runRequestLine(expected.spec)]);
+    } finally {
+      server.close();
+    }
+  });
+
+  test('the run bundle gone by then (a build replacing it): a clear error and 125, nothing else runs', async () => {
+    const c = setup('gone');
+    const { requests, server } = await daemon(c, '{"ok":false}\n', () => { unlinkSync(c.runBundle); });
+    try {
+      const { code, screen } = await run(c);
+      assert.equal(code, 125, screen);
+      assert.match(screen, /ebp-run\.cjs went away while ebp was starting/);
+      assert.match(screen, /fix: run the command again/);
+      assert.equal(requests.length, 1);
+      assert.equal(existsSync(c.report), false);
+    } finally {
+      server.close();
     }
   });
 });
