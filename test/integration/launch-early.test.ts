@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { openPty, type Pty } from '../../src/lib/pty.js';
 import { IS_ROOT, setupOnce } from './helpers/ebp.js';
 import {
-  baseEnv, EBP, hostConfig, loggedSessionIds, poolCleanup, startDaemon, startLaunchPair, trustClient, waitUntil, type PoolDaemon,
+  baseEnv, EBP, fdCount, hostConfig, loggedSessionIds, poolCleanup, sessionsOf, startDaemon, startLaunchPair, trustClient, waitUntil, type PoolDaemon,
 } from './helpers/pool.js';
 
 const HAS_STRACE = spawnSync('strace', ['-V']).status === 0;
@@ -145,6 +145,34 @@ describe('a plain launch goes early', { skip: SKIP }, () => {
       assert.equal(ranRunCommand(run.opened()), false);
     });
   }
+});
+
+describe('early launches leave nothing behind', { skip: SKIP }, () => {
+  const COUNT = 200;
+
+  test(`${COUNT} early launches in a row: every status right; the daemons' descriptors and sessions as before`, { timeout: 180_000 }, async () => {
+    const plain = async (i: number): Promise<number | null> => {
+      const devNull = openSync('/dev/null', 'r+');
+      const child = spawn(process.execPath, [EBP, '--state-dir', relayB.stateDir, 'run', hostA.endpoint, 'sh', '-c', `exit ${i % 7}`], { stdio: [devNull, devNull, devNull], env: baseEnv() });
+      closeSync(devNull);
+      return new Promise((resolve) => { child.once('exit', resolve); });
+    };
+    // Warm-up: the pooled connection, spares, lazily made cgroup bases.
+    for (let i = 0; i < 5; i += 1) assert.equal(await plain(i), i % 7);
+    await waitUntil(async () => (await sessionsOf(hostA)).length === 0 || undefined, 10_000, 'A idle');
+    const fdsA = fdCount(hostA.pid);
+    const fdsB = fdCount(relayB.pid);
+    const wrong: string[] = [];
+    for (let i = 0; i < COUNT; i += 1) {
+      const code = await plain(i);
+      if (code !== i % 7) wrong.push(`#${i}: ${String(code)}`);
+    }
+    assert.deepEqual(wrong, [], 'each launch ends with its own status');
+    await waitUntil(async () => (await sessionsOf(hostA)).length === 0 || undefined, 10_000, 'A\'s sessions to end');
+    // Within a few descriptors: a spare being made, the pooled session opened ahead.
+    await waitUntil(() => (fdCount(hostA.pid) <= fdsA + 4 && fdCount(relayB.pid) <= fdsB + 4) || undefined, 10_000,
+      `descriptors back near A ${fdsA} / B ${fdsB} (now ${fdCount(hostA.pid)} / ${fdCount(relayB.pid)})`);
+  });
 });
 
 describe('what the early launch does not know goes to the run command, on the same connection', { skip: SKIP }, () => {
