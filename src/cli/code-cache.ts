@@ -9,7 +9,7 @@
 import { closeSync, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
-import { startEarlyRun } from './early-run.js';
+import { planEarlyRun, startEarlyRun } from './early-run.js';
 
 type ModuleFunction = (exports: object, require: (id: string) => unknown, module: { exports: object }, filename: string, dirname: string) => void;
 
@@ -49,7 +49,8 @@ export function runBundle(bundle: string, newest: string, argv: readonly string[
     const ownBundle = join(dirname(bundle), own);
     // A plain launch goes ahead without the run bundle, which is only checked for here: it is
     // read and started if the run command is needed after all (cli/early-run.ts).
-    if (command === 'run' && freshness(ownBundle, newest) === 'fresh' && startEarlyRun(argv, () => { startLate(ownBundle, command); })) return 'early';
+    const early = command === 'run' ? planEarlyRun(argv) : undefined;
+    if (early !== undefined && freshness(ownBundle, newest) === 'fresh' && startEarlyRun(early, () => { startLate(ownBundle, command); })) return 'early';
     const { started } = startBundle(ownBundle, newest, command);
     if (started !== 'missing' && started !== 'stale') return started;
   }

@@ -35,20 +35,32 @@ const SLOT = Symbol.for('ebp.early-run');
 
 type Slot = { [SLOT]?: EarlyRun | undefined };
 
+/** A launch that can go early: what to send, and where. */
+export interface EarlyPlan {
+  readonly spec: LaunchSpec;
+  readonly socketPath: string;
+}
+
 /**
- * Starts a plain launch now and returns true: `startBundle` is then called only if the run
- * command is needed after all. False: not a plain launch (or no daemon, or no pipe handle);
- * nothing was sent.
+ * The early launch this command line would be, or undefined: not a plain launch, a terminal (it
+ * needs the run command's attach: raw mode, resizes), descriptors the daemon would leave on the
+ * relay, or no daemon (the run command dials the peer itself). Nothing is sent.
  */
-export function startEarlyRun(argv: readonly string[], startBundle: () => void): boolean {
+export function planEarlyRun(argv: readonly string[]): EarlyPlan | undefined {
   const plain = plainRun(argv);
-  // A terminal needs the run command's attach (raw mode, resizes).
-  if (plain === undefined || plain.spec.pty !== undefined || !stdioLikelyTaken()) return false;
-  const path = controlSocketPath(statePaths({ stateDir: plain.stateDir }).runtimeDir);
-  // No daemon: the run command dials the peer itself.
-  if (!existsSync(path)) return false;
-  const { spec } = plain;
-  const pipe: RawPipe | undefined = connectRawPipe(path, (status) => {
+  if (plain === undefined || plain.spec.pty !== undefined || !stdioLikelyTaken()) return undefined;
+  const socketPath = controlSocketPath(statePaths({ stateDir: plain.stateDir }).runtimeDir);
+  return existsSync(socketPath) ? { spec: plain.spec, socketPath } : undefined;
+}
+
+/**
+ * Sends the planned launch and returns true: `startBundle` is then called only if the run
+ * command is needed after all (also when the connection fails: nothing went out then). False:
+ * no pipe handle on this Node; nothing was sent.
+ */
+export function startEarlyRun(plan: EarlyPlan, startBundle: () => void): boolean {
+  const { spec } = plan;
+  const pipe: RawPipe | undefined = connectRawPipe(plan.socketPath, (status) => {
     if (status !== 0 || !pipe?.write(Buffer.from(runRequestLine(spec)))) {
       // Nothing went out: the run command starts from scratch (and meets the same failure).
       pipe?.close();

@@ -179,6 +179,7 @@ describe('the starter hands what the daemon did not take to the run command', ()
     const runBundle = join(dir, 'ebp-run.cjs');
     writeFileSync(runBundle, [
       `const early = globalThis[${SLOT}];`,
+      `if (early === undefined) { require("node:fs").writeFileSync(${JSON.stringify(report)}, JSON.stringify({ early: false })); process.exit(5); }`,
       'let read = "";',
       'early.connection.on("data", (chunk) => { read += chunk; });',
       `early.connection.on("end", () => { require("node:fs").writeFileSync(${JSON.stringify(report)}, JSON.stringify({ spec: early.spec, read })); process.exit(4); });`,
@@ -240,6 +241,15 @@ runBundle(${JSON.stringify(join(c.dir, 'ebp.cjs'))}, ${JSON.stringify(join(c.dir
     } finally {
       server.close();
     }
+  });
+
+  test('a daemon that died and left its socket: nothing goes out early; the run bundle starts on its own', async () => {
+    const c = setup('dead-daemon');
+    const made = spawnSync('python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', join(c.stateDir, 'run', 'control.sock')]);
+    assert.equal(made.status, 0, made.stderr.toString());
+    const { code, screen } = await run(c);
+    assert.equal(code, 5, screen);
+    assert.deepEqual(JSON.parse(readFileSync(c.report, 'utf8')), { early: false });
   });
 
   test('the run bundle gone by then (a build replacing it): a clear error and 125, nothing else runs', async () => {
