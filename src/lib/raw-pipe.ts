@@ -102,7 +102,8 @@ export function connectRawPipe(path: string, onConnect: (status: number) => void
   const connecting = new uv.PipeConnectWrap();
   connecting.oncomplete = (status) => { onConnect(status); };
   const started = handle.connect(connecting, path);
-  // Writes in flight (a unix socket takes a small write at once, but a full one queues it).
+  // Writes in flight, referenced here until done as net.Socket references its own (a unix socket
+  // takes a small write at once; a full one queues it, and its request must outlive this call).
   const writes = new Set<Request>();
   let closed = false;
   const pipe: RawPipe = {
