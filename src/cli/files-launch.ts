@@ -19,6 +19,7 @@ import { joinShellWords } from '../transport/shell-words.js';
 import { parseEndpoint, type Endpoint } from '../transport/ssh-client.js';
 import { DEFAULT_PEER_PORT, type PeerLaunch } from './peer-access.js';
 import type { LaunchSpec } from './run-request.js';
+import { optimizeSooner } from '../lib/tier-up.js';
 
 export interface FilesLaunchSpec extends LaunchSpec {
   readonly shares: readonly string[];
@@ -66,6 +67,8 @@ export async function launchWithFiles(paths: StatePaths, spec: FilesLaunchSpec):
   const { connectTo } = await import('./peer-direct.js');
   const where = await target(paths, spec.peer, spec.address);
   const connection = await connectTo(paths, where.endpoint, where.expectedFingerprint);
+  // A terminal session relayed by this process, as in launchDirect (lib/tier-up.ts).
+  if (spec.pty !== undefined) optimizeSooner();
   let jail: Jail | undefined;
   let filesChannel: { close(): void } | undefined;
   try {

@@ -9,6 +9,7 @@ import { addressTarget } from '../peer/fallback.js';
 import type { LocalDisplay } from '../display/x11-local.js';
 import { DEFAULT_PEER_PORT, type PeerLaunch } from './peer-access.js';
 import type { LaunchSpec } from './run-request.js';
+import { optimizeSooner } from '../lib/tier-up.js';
 
 async function connect(paths: StatePaths, peer: string, address?: string): Promise<PeerConnection> {
   if (address !== undefined) {
@@ -39,6 +40,9 @@ export async function launchDirect(paths: StatePaths, spec: LaunchSpec, display?
     connection.close();
     throw error;
   }
+  // A terminal session: its keys and screen will go through this process. Connected, and before
+  // the session's code first runs, V8 is told to optimize sooner (lib/tier-up.ts says why here).
+  if (spec.pty !== undefined) optimizeSooner();
   const remote = await connection.exec(joinShellWords(spec.command), { ...(spec.pty === undefined ? {} : { pty: spec.pty }), env: spec.env, ...(x11 === undefined ? {} : { x11 }) });
   return {
     remote,

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import type { RemoteExit, RemoteProcess } from '../transport/remote-process.js';
 import type { CallerStdio } from './caller-stdio.js';
 import { pipeHandingOff } from '../lib/handoff.js';
+import { optimizeSooner } from '../lib/tier-up.js';
 import { Frame, FrameDecoder, encodeFrame, type FrameType } from './frame-codec.js';
 
 /** Writes typed frames to a socket with backpressure: resolves the callback once flushed. */
@@ -136,6 +137,8 @@ export function relayToProcess(socket: Socket, remote: RemoteProcess, leftover: 
     local.stdin.on('error', () => {
       remote.stdin.end();
     });
+    // The person's own terminal: this daemon relays its keys and screen (lib/tier-up.ts).
+    if ((local.stdin as { isTTY?: boolean }).isTTY === true) optimizeSooner();
     pipeHandingOff(local.stdin, remote.stdin);
   }
   const flushes: Promise<void>[] = [];

@@ -16,6 +16,7 @@ import { repairWindowHandling } from './ssh2-window.js';
 import { FILES_ENV, filesChannelToken, MAX_SPEC_BYTES, parseFilesSpec, type FilesSpec } from '../files/spec.js';
 import { READ_AHEAD_HELLO } from '../files/read-ahead.js';
 import { pipeHandingOff } from '../lib/handoff.js';
+import { optimizeSooner } from '../lib/tier-up.js';
 
 const { Server, utils } = ssh2;
 
@@ -389,6 +390,8 @@ export class SshServer {
     const { handle, io } = session;
     if (io.kind === 'terminal') {
       const master = io.pty.master;
+      // This daemon relays a terminal from now on (lib/tier-up.ts).
+      optimizeSooner();
       // Keystrokes and screen output: each chunk hands the CPU to its reader (lib/handoff.ts).
       pipeHandingOff(channel, master);
       pipeHandingOff(master, channel, { end: false });
