@@ -22,8 +22,8 @@
 //   run for a while; started with this budget, it was even with it. A daemon sets it at its first
 //   terminal relay.
 //
-// The budget is one V8 flag, read each time a function's budget is reset, so setting it at run
-// time applies from then on. Only on the Node line it was checked on: V8 prints an error on the
+// The budget is one V8 flag; set at run time, it applies from then on (the unit test sees it on
+// this Node). Only on the Node line it was checked on: V8 prints an error on the
 // process's stderr (a person's terminal) for a flag it does not know. node:v8 is loaded then, not
 // with the command.
 
@@ -34,7 +34,7 @@ const CHECKED_NODE_MAJOR = 20;
 
 let done = false;
 
-/** Called when this process starts relaying a terminal session: optimize hot code sooner. */
+/** Called by a process about to relay a terminal session: V8 optimizes hot code sooner from now on. */
 export function optimizeSooner(): void {
   if (done) return;
   done = true;
